@@ -1,0 +1,98 @@
+"""LAMAE pretraining configuration.
+
+  --config=configs/base.py          paper scale (ViT-B encoder), MIMIC-IV-ECG
+  --config=configs/base.py:demo     small model, embedded synthetic data, ~10 min on 2 CPU cores
+  --config=configs/base.py:smoke    tiny, for tests
+Overrides: --config.model.cross_lead=none --config.total_steps=1000 --config.data.root=/shards
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = arg or "paper"
+    if variant not in ("paper", "demo", "smoke"):
+        raise ValueError(f"unknown config variant {variant!r}: use one of paper, demo, smoke")
+    c = ml_collections.ConfigDict()
+    c.variant = variant
+    c.seed = 0
+    c.total_steps = 100_000
+    c.batch_size = 256  # global, across all hosts and devices
+    c.log_every = 50
+    c.eval_every = 2_000
+    c.eval_batches = 20
+
+    c.model = ml_collections.ConfigDict()
+    c.model.size = "base"  # tiny | small | base; widths below override when > 0
+    c.model.cross_lead = "latent"  # latent (LAMAE) | none (independent leads) | joint (ST-MEM)
+    c.model.num_leads = 12
+    c.model.num_samples = 2500
+    c.model.patch_size = 50
+    c.model.mask_ratio = 0.75
+    c.model.whole_lead_mask_prob = 0.0
+    c.model.num_latents = 16
+    c.model.latent_depth = 2
+    c.model.encoder_width = 0
+    c.model.encoder_depth = 0
+    c.model.encoder_heads = 0
+    c.model.decoder_width = 0
+    c.model.decoder_depth = 0
+    c.model.decoder_heads = 0
+    c.model.mlp_ratio = 4.0
+    c.model.dropout = 0.0
+    c.model.dtype = "bfloat16"  # compute dtype; parameters stay float32
+    c.model.remat = False
+    c.model.norm_pix_loss = False
+
+    c.data = ml_collections.ConfigDict()
+    c.data.root = ""  # preprocessed shards (python -m lamae_jax.preprocess); "" = embedded synthetic
+    c.data.cache_dir = "~/.cache/lamae_jax"
+    c.data.synthetic_records = 2000
+    c.data.synthetic_seed = 0
+    c.data.num_workers = 0  # Grain worker processes per host
+    c.data.crop_samples = 2500
+    c.data.amplitude_jitter = 0.1  # relative gain augmentation, 0 disables
+    c.data.noise_std_mv = 0.01
+    c.data.shuffle_seed = 0
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.base_lr = 1.5e-4  # scaled by batch_size / 256
+    c.optim.warmup_steps = 2_000
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.95
+    c.optim.weight_decay = 0.05
+    c.optim.grad_clip = 1.0
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.fsdp = 1  # devices per fsdp group; data axis = devices / fsdp
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 1_000
+    c.checkpoint.keep = 3
+    c.checkpoint.keep_best = 1
+
+    if variant == "demo":
+        c.model.size = "small"
+        c.total_steps = 600
+        c.batch_size = 32
+        c.log_every = 20
+        c.eval_every = 200
+        c.eval_batches = 4
+        c.optim.base_lr = 1e-3
+        c.optim.warmup_steps = 50
+        c.checkpoint.every = 200
+    elif variant == "smoke":
+        c.model.size = "tiny"
+        c.model.dtype = "float32"
+        c.total_steps = 20
+        c.batch_size = 8
+        c.log_every = 5
+        c.eval_every = 10
+        c.eval_batches = 1
+        c.optim.base_lr = 1e-3
+        c.optim.warmup_steps = 2
+        c.checkpoint.every = 10
+        c.data.synthetic_records = 64
+
+    c.lock()
+    return c

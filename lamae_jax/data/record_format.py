@@ -1,0 +1,81 @@
+"""The one byte format of a preprocessed ECG inside an ArrayRecord shard.
+
+Writer (preprocess) and readers (PreprocessedECG, the Grain pipeline, embed) share this file so
+that the layout can never drift between them. msgpack (shipped with flax) keeps it compact,
+self-describing and fast to decode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flax import serialization
+
+FORMAT_VERSION = 1
+STORAGE_DTYPES = ("int16", "float16", "float32")
+# int16 storage: one unit is 1 µV, so ±32.767 mV fits after clipping.
+INT16_UNITS_PER_MV = 1000.0
+
+
+def encode_signal(signal_mv: np.ndarray, storage_dtype: str) -> np.ndarray:
+    """Quantises a float [12, T] signal in mV to the storage dtype."""
+    if storage_dtype == "int16":
+        scaled = np.rint(np.asarray(signal_mv, np.float64) * INT16_UNITS_PER_MV)
+        return np.clip(scaled, -32767, 32767).astype(np.int16)
+    if storage_dtype in ("float16", "float32"):
+        return np.asarray(signal_mv).astype(storage_dtype)
+    raise ValueError(f"storage dtype must be one of {STORAGE_DTYPES}, got {storage_dtype!r}")
+
+
+def decode_signal(stored: np.ndarray) -> np.ndarray:
+    """Inverse of encode_signal: float32 mV."""
+    if stored.dtype == np.int16:
+        return stored.astype(np.float32) / np.float32(INT16_UNITS_PER_MV)
+    return stored.astype(np.float32)
+
+
+def serialize(
+    *,
+    signal_mv: np.ndarray,
+    lead_mask: np.ndarray,
+    valid_length: int,
+    study_id: int,
+    subject_id: int,
+    codes: list[str] | tuple[str, ...] = (),
+    qc_flags: int = 0,
+    storage_dtype: str = "int16",
+) -> bytes:
+    """Bytes for one record. signal_mv is [12, T] in canonical lead order (constants.LEADS)."""
+    signal_mv = np.asarray(signal_mv)
+    if signal_mv.ndim != 2 or signal_mv.shape[0] != 12:
+        raise ValueError(f"signal must be [12, T], got {signal_mv.shape} (study {study_id})")
+    if not np.all(np.isfinite(signal_mv)):
+        raise ValueError(f"signal of study {study_id} has non-finite values")
+    payload = {
+        "v": FORMAT_VERSION,
+        "signal": encode_signal(signal_mv, storage_dtype),
+        "lead_mask": np.asarray(lead_mask, np.bool_).reshape(12),
+        "valid_length": int(valid_length),
+        "study_id": int(study_id),
+        "subject_id": int(subject_id),
+        "codes": "|".join(codes),
+        "qc_flags": int(qc_flags),
+    }
+    return serialization.msgpack_serialize(payload)
+
+
+def deserialize(data: bytes) -> dict:
+    """Dict with signal (float32 [12, T] mV), lead_mask (bool [12]), valid_length, study_id,
+    subject_id, codes (tuple of str) and qc_flags."""
+    payload = serialization.msgpack_restore(data)
+    if payload.get("v") != FORMAT_VERSION:
+        raise ValueError(f"unsupported record format version {payload.get('v')!r}")
+    codes = payload["codes"]
+    return {
+        "signal": decode_signal(np.asarray(payload["signal"])),
+        "lead_mask": np.asarray(payload["lead_mask"], np.bool_),
+        "valid_length": int(payload["valid_length"]),
+        "study_id": int(payload["study_id"]),
+        "subject_id": int(payload["subject_id"]),
+        "codes": tuple(codes.split("|")) if codes else (),
+        "qc_flags": int(payload["qc_flags"]),
+    }

@@ -1,0 +1,38 @@
+"""Test setup: 8 fake CPU devices (set before JAX initialises) and parsed absl flags.
+
+Multi-process tests spawn fresh interpreters with their own environment.
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
+
+import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+
+# Grain's multiprocess workers and absl-based entry points read absl flags.
+if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def ecg_samples_dir() -> pathlib.Path | None:
+    """The real recordings: $LAMAE_ECG_SAMPLES, else ../shared/ecg-samples beside the repo."""
+    env = os.environ.get("LAMAE_ECG_SAMPLES")
+    candidates = [pathlib.Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared" / "ecg-samples")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def ecg_samples() -> pathlib.Path:
+    d = ecg_samples_dir()
+    if d is None:
+        pytest.skip("real ECG samples not found: set LAMAE_ECG_SAMPLES or place ../shared/ecg-samples")
+    return d
