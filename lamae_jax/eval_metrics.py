@@ -1,0 +1,136 @@
+"""Per-code and macro AUROC / AUPRC with bootstrap 95 % intervals, in plain numpy.
+
+Both metrics are written for *weighted* samples: a bootstrap replicate is just a vector of
+multinomial counts over records (or over subjects, broadcast to their records), so all replicates
+of one code are scored in a single vectorised pass over the code's sorted scores.
+AUROC is the Mann-Whitney statistic (ties count one half); AUPRC is average precision
+(sum over distinct thresholds of recall increment x precision, as sklearn computes it).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def _grouped(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray):
+    """Weighted positives / negatives per distinct score, sorted by descending score.
+
+    scores, labels: [N]; weights: [B, N]. Returns (pos, neg) of shape [B, U].
+    """
+    order = np.argsort(-scores, kind="stable")
+    s = scores[order]
+    w = weights[:, order]
+    y = labels[order] > 0.5
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    pos = np.add.reduceat(np.where(y, w, 0.0), starts, axis=1)
+    neg = np.add.reduceat(np.where(y, 0.0, w), starts, axis=1)
+    return pos, neg
+
+
+def _auroc_ap_weighted(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray):
+    """AUROC and AP of one code for each weight row: [B] each, NaN where undefined."""
+    pos, neg = _grouped(scores, labels, weights)
+    n_pos = pos.sum(axis=1)
+    n_neg = neg.sum(axis=1)
+    # Negatives strictly below each score group (groups are in descending order).
+    neg_below = n_neg[:, None] - np.cumsum(neg, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auroc = (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+        tp = np.cumsum(pos, axis=1)
+        fp = np.cumsum(neg, axis=1)
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
+        ap = (pos * precision).sum(axis=1) / n_pos
+    undefined = (n_pos <= 0) | (n_neg <= 0)
+    auroc = np.where(undefined, np.nan, auroc)
+    ap = np.where(undefined, np.nan, ap)
+    return auroc, ap
+
+
+def auroc(scores, labels) -> float:
+    """Rank-based AUROC of one code (ties count 1/2); NaN without both classes."""
+    scores = np.asarray(scores, np.float64)
+    return float(_auroc_ap_weighted(scores, np.asarray(labels), np.ones((1, scores.size)))[0][0])
+
+
+def average_precision(scores, labels) -> float:
+    """AUPRC as average precision; NaN without both classes."""
+    scores = np.asarray(scores, np.float64)
+    return float(_auroc_ap_weighted(scores, np.asarray(labels), np.ones((1, scores.size)))[1][0])
+
+
+def bootstrap_weights(n_boot: int, n: int, groups: np.ndarray | None = None,
+                      seed: int = 0) -> np.ndarray:
+    """[n_boot, n] resampling counts; with `groups` (e.g. subject ids) whole groups are resampled."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    uniq, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    counts = rng.multinomial(uniq.size, np.full(uniq.size, 1.0 / uniq.size), size=n_boot)
+    return counts[:, inverse].astype(np.float64)
+
+
+def _row_nanmean(x: np.ndarray) -> np.ndarray:
+    """Mean of the finite entries of each row (NaN for a row with none), without warnings."""
+    finite = np.isfinite(x)
+    count = finite.sum(axis=1)
+    total = np.where(finite, x, 0.0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _ci(values: np.ndarray) -> list[float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return [float("nan"), float("nan")]
+    lo, hi = np.percentile(finite, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def evaluate_scores(scores: np.ndarray, labels: np.ndarray, code_names: Sequence[str],
+                    groups: np.ndarray | None = None, n_boot: int = 200,
+                    seed: int = 0) -> dict:
+    """Per-code and macro AUROC/AUPRC with bootstrap 95 % CIs.
+
+    scores, labels: [N, V]. groups: [N] subject ids for a subject-level bootstrap (None = records).
+    Codes lacking a positive or a negative in `labels` are left out of the macro and listed in
+    `excluded`. In a replicate where an included code loses a class, that code is skipped for that
+    replicate only.
+    """
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels)
+    if scores.shape != labels.shape or scores.ndim != 2:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} must both be [N, V]")
+    if scores.shape[1] != len(code_names):
+        raise ValueError(f"{scores.shape[1]} score columns but {len(code_names)} code names")
+    n, v = scores.shape
+    point = np.ones((1, n))
+    boot = bootstrap_weights(n_boot, n, groups, seed) if n_boot > 0 else np.zeros((0, n))
+    weights = np.concatenate([point, boot], axis=0)
+    au = np.full((weights.shape[0], v), np.nan)
+    ap = np.full((weights.shape[0], v), np.nan)
+    for j in range(v):
+        au[:, j], ap[:, j] = _auroc_ap_weighted(scores[:, j], labels[:, j], weights)
+    included = np.isfinite(au[0])
+    per_code = {}
+    for j, name in enumerate(code_names):
+        if not included[j]:
+            continue
+        per_code[name] = {
+            "auroc": float(au[0, j]), "auroc_ci": _ci(au[1:, j]),
+            "auprc": float(ap[0, j]), "auprc_ci": _ci(ap[1:, j]),
+            "n_pos": int((labels[:, j] > 0.5).sum()), "n": int(n),
+        }
+    excluded = [name for j, name in enumerate(code_names) if not included[j]]
+    out = {"per_code": per_code, "excluded": excluded, "n_codes": int(included.sum()),
+           "n_records": int(n), "n_boot": int(n_boot),
+           "bootstrap_unit": "record" if groups is None else "subject"}
+    if included.any():
+        macro_au = _row_nanmean(au[1:, included])
+        macro_ap = _row_nanmean(ap[1:, included])
+        out.update(macro_auroc=float(au[0, included].mean()), macro_auroc_ci=_ci(macro_au),
+                   macro_auprc=float(ap[0, included].mean()), macro_auprc_ci=_ci(macro_ap))
+    else:
+        out.update(macro_auroc=float("nan"), macro_auroc_ci=[float("nan")] * 2,
+                   macro_auprc=float("nan"), macro_auprc_ci=[float("nan")] * 2)
+    return out
