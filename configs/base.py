@@ -30,8 +30,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.patch_size = 50
     c.model.mask_ratio = 0.75
     c.model.whole_lead_mask_prob = 0.0
-    c.model.num_latents = 16
-    c.model.latent_depth = 2
+    c.model.num_latents = 0  # 0 = size default (16 for small/base)
+    c.model.latent_depth = 0  # latent self-attention blocks; 0 = size default (2)
     c.model.encoder_width = 0
     c.model.encoder_depth = 0
     c.model.encoder_heads = 0
@@ -42,6 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.dropout = 0.0
     c.model.dtype = "bfloat16"  # compute dtype; parameters stay float32
     c.model.remat = False
+    c.model.attention_impl = ""  # "" = JAX chooses | xla | cudnn (jax.nn.dot_product_attention)
     c.model.norm_pix_loss = False
 
     c.data = ml_collections.ConfigDict()

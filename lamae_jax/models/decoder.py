@@ -1,0 +1,61 @@
+"""MAE decoder: per-lead full-length tokens (visible tokens + a learned mask token) -> patches.
+
+`latent`: self-attention within each lead and cross-attention to the latents (the only path
+between leads). `none`: self-attention within each lead only. `joint`: one self-attention over
+all leads' tokens (ST-MEM style). Missing leads are padded out of every key set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from lamae_jax.models.masking import scatter_with_mask_token
+from lamae_jax.models.tokenizer import sincos_1d
+from lamae_jax.models.transformer import Transformer
+
+
+class Decoder(nn.Module):
+    cross_lead: str
+    width: int
+    depth: int
+    num_heads: int
+    num_leads: int
+    patch_size: int
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    dtype: Any = jnp.float32
+    remat: bool = False
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, visible, ids_restore, patch_mask, lead_ids, lead_mask, latents=None, *,
+                 deterministic: bool = True) -> jnp.ndarray:
+        """visible [B, L, n, De] encoder tokens; latents [B, K, De] or None -> recon [B, L, N, P]."""
+        b, l, _, _ = visible.shape
+        n = ids_restore.shape[-1]
+        x = nn.Dense(self.width, dtype=self.dtype, name="embed")(visible).astype(jnp.float32)
+        mask_token = self.param("mask_token", nn.initializers.normal(0.02), (self.width,))
+        x = scatter_with_mask_token(x, ids_restore, patch_mask, mask_token)
+        lead = nn.Embed(self.num_leads, self.width, embedding_init=nn.initializers.normal(0.02),
+                        name="lead_embed")(lead_ids)
+        x = x + sincos_1d(n, self.width)[None, None] + lead[:, :, None, :]
+        cross = self.cross_lead == "latent"
+        blocks = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dropout, self.dtype,
+                             cross=cross, remat=self.remat, attention_impl=self.attention_impl,
+                             name="blocks")
+        if self.cross_lead == "joint":
+            key_mask = jnp.repeat(lead_mask, n, axis=1)  # [B, L*N]
+            x = blocks(x.reshape(b, l * n, self.width), key_mask, deterministic=deterministic)
+        else:
+            key_mask = jnp.broadcast_to(lead_mask.reshape(b * l, 1), (b * l, n))
+            ctx = None
+            if cross:
+                ctx = nn.Dense(self.width, dtype=self.dtype, name="latent_proj")(latents)
+                ctx = jnp.repeat(ctx, l, axis=0)  # [B*L, K, Dd]: each lead reads its ECG's latents
+            x = blocks(x.reshape(b * l, n, self.width), key_mask, ctx,
+                       deterministic=deterministic)
+        y = nn.Dense(self.patch_size, dtype=self.dtype, name="head")(x)
+        return y.astype(jnp.float32).reshape(b, l, n, self.patch_size)

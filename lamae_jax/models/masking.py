@@ -1,0 +1,64 @@
+"""Per-lead random patch masking (exact count per lead) and the visible-token gather / scatter.
+
+Everything uses argsort ids and take_along_axis (scenic av_mae style): static shapes, jit- and
+sharding-friendly, no boolean indexing.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Masking(NamedTuple):
+    ids_keep: jnp.ndarray  # [B, L, n_keep] int32: patch indices each lead's encoder sees
+    ids_restore: jnp.ndarray  # [B, L, N] int32: inverse permutation (shuffled -> original order)
+    patch_mask: jnp.ndarray  # [B, L, N] bool: True = masked (to be reconstructed)
+    whole_lead: jnp.ndarray  # [B, L] bool: lead entirely masked (rebuilt from the other leads)
+
+
+def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num_masked: int,
+                   whole_lead_prob: float = 0.0) -> Masking:
+    """Mask exactly `num_masked` of `num_patches` patches in every lead, independently per lead.
+
+    With `whole_lead_prob` > 0 each present lead is also masked entirely with that probability,
+    but at least one present lead per example always stays partly visible.
+    """
+    b, l = lead_mask.shape
+    n_keep = num_patches - num_masked
+    if not 0 < n_keep <= num_patches:
+        raise ValueError(f"masking {num_masked} of {num_patches} patches leaves {n_keep} visible")
+    k_patch, k_lead = jax.random.split(rng)
+    noise = jax.random.uniform(k_patch, (b, l, num_patches))
+    ids_shuffle = jnp.argsort(noise, axis=-1).astype(jnp.int32)
+    ids_restore = jnp.argsort(ids_shuffle, axis=-1).astype(jnp.int32)
+    shuffled_masked = jnp.broadcast_to(jnp.arange(num_patches, dtype=jnp.int32) >= n_keep,
+                                       (b, l, num_patches))
+    patch_mask = jnp.take_along_axis(shuffled_masked, ids_restore, axis=-1)
+    whole = jnp.zeros((b, l), bool)
+    if whole_lead_prob > 0:
+        u = jax.random.uniform(k_lead, (b, l))
+        whole = (u < whole_lead_prob) & lead_mask
+        nothing_left = ~jnp.any(lead_mask & ~whole, axis=1)
+        spare = jnp.argmin(jnp.where(lead_mask, u, jnp.inf), axis=1)
+        spare = jax.nn.one_hot(spare, l, dtype=jnp.int32).astype(bool)
+        whole = whole & ~(nothing_left[:, None] & spare)
+        patch_mask = patch_mask | whole[..., None]
+    return Masking(ids_shuffle[..., :n_keep], ids_restore, patch_mask, whole)
+
+
+def gather_tokens(tokens: jnp.ndarray, ids: jnp.ndarray) -> jnp.ndarray:
+    """tokens [B, L, N, D], ids [B, L, n] -> [B, L, n, D]."""
+    return jnp.take_along_axis(tokens, ids[..., None], axis=2)
+
+
+def scatter_with_mask_token(visible: jnp.ndarray, ids_restore: jnp.ndarray,
+                            patch_mask: jnp.ndarray, mask_token: jnp.ndarray) -> jnp.ndarray:
+    """Visible tokens [B, L, n, D] back to full length [B, L, N, D], mask token where masked."""
+    b, l, n, d = visible.shape
+    num_patches = ids_restore.shape[-1]
+    padded = jnp.concatenate([visible, jnp.zeros((b, l, num_patches - n, d), visible.dtype)], axis=2)
+    full = jnp.take_along_axis(padded, ids_restore[..., None], axis=2)
+    return jnp.where(patch_mask[..., None], mask_token.astype(full.dtype), full)

@@ -1,0 +1,95 @@
+"""Model sizes and the resolved, hashable hyper-parameters (ModelDims) the modules are built from.
+
+Resolution lives here, not in the modules, so that one config field (`c.model.size`) picks a
+consistent architecture while explicit fields > 0 still override single values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+CROSS_LEAD = ("latent", "none", "joint")
+
+# encoder/decoder widths, depths and heads; latents. `base` is the paper scale (ViT-B encoder).
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(encoder_width=32, encoder_depth=2, encoder_heads=2, decoder_width=32,
+                 decoder_depth=1, decoder_heads=2, num_latents=4, latent_depth=1),
+    "small": dict(encoder_width=192, encoder_depth=4, encoder_heads=3, decoder_width=128,
+                  decoder_depth=2, decoder_heads=4, num_latents=16, latent_depth=2),
+    "base": dict(encoder_width=768, encoder_depth=12, encoder_heads=12, decoder_width=256,
+                 decoder_depth=4, decoder_heads=8, num_latents=16, latent_depth=2),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDims:
+    """Everything a module needs; frozen so it can be a Flax module attribute."""
+
+    cross_lead: str = "latent"
+    num_leads: int = 12
+    patch_size: int = 50
+    mask_ratio: float = 0.75
+    whole_lead_mask_prob: float = 0.0
+    encoder_width: int = 32
+    encoder_depth: int = 2
+    encoder_heads: int = 2
+    decoder_width: int = 32
+    decoder_depth: int = 1
+    decoder_heads: int = 2
+    num_latents: int = 4
+    latent_depth: int = 1
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    dtype: str = "float32"
+    remat: bool = False
+    attention_impl: str | None = None  # None = let JAX choose; 'xla' | 'cudnn'
+
+    def num_masked(self, num_patches: int) -> int:
+        """Exact number of masked patches per lead (round half to even, as Python's round)."""
+        return int(round(self.mask_ratio * num_patches))
+
+
+def resolve(model_config: Any) -> ModelDims:
+    """Turn `c.model` (ConfigDict or mapping) into ModelDims, validating every field."""
+    get = model_config.get
+    size = get("size", "tiny")
+    if size not in SIZES:
+        raise ValueError(f"model.size={size!r}: use one of {sorted(SIZES)}")
+    cross_lead = get("cross_lead", "latent")
+    if cross_lead not in CROSS_LEAD:
+        raise ValueError(f"model.cross_lead={cross_lead!r}: use one of {CROSS_LEAD}")
+    dims = dict(SIZES[size])
+    for name in dims:
+        value = get(name, 0) or 0
+        if value > 0:
+            dims[name] = int(value)
+    impl = get("attention_impl", "") or None
+    if impl not in (None, "xla", "cudnn"):
+        raise ValueError(f"model.attention_impl={impl!r}: use '', 'xla' or 'cudnn'")
+    out = ModelDims(
+        cross_lead=cross_lead,
+        num_leads=int(get("num_leads", 12)),
+        patch_size=int(get("patch_size", 50)),
+        mask_ratio=float(get("mask_ratio", 0.75)),
+        whole_lead_mask_prob=float(get("whole_lead_mask_prob", 0.0)),
+        mlp_ratio=float(get("mlp_ratio", 4.0)),
+        dropout=float(get("dropout", 0.0)),
+        dtype=str(get("dtype", "float32")),
+        remat=bool(get("remat", False)),
+        attention_impl=impl,
+        **dims,
+    )
+    for prefix in ("encoder", "decoder"):
+        w, h = getattr(out, f"{prefix}_width"), getattr(out, f"{prefix}_heads")
+        if w % h:
+            raise ValueError(f"model.{prefix}_width={w} is not divisible by {prefix}_heads={h}")
+    if out.encoder_width % 2 or out.decoder_width % 2:
+        raise ValueError("model widths must be even (sin-cos position embedding)")
+    if not 0.0 < out.mask_ratio < 1.0:
+        raise ValueError(f"model.mask_ratio={out.mask_ratio} must lie in (0, 1)")
+    if not 0.0 <= out.whole_lead_mask_prob < 1.0:
+        raise ValueError(f"model.whole_lead_mask_prob={out.whole_lead_mask_prob} must lie in [0, 1)")
+    if out.dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"model.dtype={out.dtype!r}: use float32, bfloat16 or float16")
+    return out

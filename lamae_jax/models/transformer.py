@@ -1,0 +1,107 @@
+"""Pre-LN transformer blocks: self-attention (+ optional cross-attention) with key-padding masks.
+
+Residual stream in float32, matmuls in `dtype` (bf16 by default), parameters float32. Attention
+runs through jax.nn.dot_product_attention; query rows whose keys are all padded produce zeros
+rather than a uniform average over padded (possibly missing-lead) values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_xavier = nn.initializers.xavier_uniform()
+
+
+class MultiHeadAttention(nn.Module):
+    num_heads: int
+    dtype: Any = jnp.float32
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, ctx: jnp.ndarray,
+                 key_mask: jnp.ndarray | None = None) -> jnp.ndarray:
+        """x [B, T, D] attends to ctx [B, S, Dc]; key_mask [B, S] bool (True = attendable)."""
+        width = x.shape[-1]
+        head_dim = width // self.num_heads
+
+        def proj(name, inp):
+            return nn.DenseGeneral((self.num_heads, head_dim), dtype=self.dtype,
+                                   kernel_init=_xavier, name=name)(inp)
+
+        q, k, v = proj("query", x), proj("key", ctx), proj("value", ctx)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=self.attention_impl)
+        if key_mask is not None:  # all-padded rows: zeros, not a mean over padded values
+            out = out * jnp.any(key_mask, axis=-1)[:, None, None, None].astype(out.dtype)
+        return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, kernel_init=_xavier,
+                               name="out")(out)
+
+
+class Mlp(nn.Module):
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    dtype: Any = jnp.float32
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        width = x.shape[-1]
+        y = nn.Dense(int(width * self.mlp_ratio), dtype=self.dtype, kernel_init=_xavier,
+                     name="fc1")(x)
+        y = nn.gelu(y)
+        y = nn.Dropout(self.dropout)(y, deterministic=self.deterministic)
+        return nn.Dense(width, dtype=self.dtype, kernel_init=_xavier, name="fc2")(y)
+
+
+class Block(nn.Module):
+    """x + SelfAttn(LN x) [+ CrossAttn(LN x, ctx)] + Mlp(LN x)."""
+
+    num_heads: int
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    dtype: Any = jnp.float32
+    deterministic: bool = True
+    cross: bool = False
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, x, key_mask=None, ctx=None, ctx_mask=None):
+        drop = nn.Dropout(self.dropout)
+        y = nn.LayerNorm(dtype=self.dtype, name="ln_self")(x)
+        y = MultiHeadAttention(self.num_heads, self.dtype, self.attention_impl,
+                               name="self_attn")(y, y, key_mask)
+        x = x + drop(y, deterministic=self.deterministic)
+        if self.cross:
+            y = nn.LayerNorm(dtype=self.dtype, name="ln_cross")(x)
+            y = MultiHeadAttention(self.num_heads, self.dtype, self.attention_impl,
+                                   name="cross_attn")(y, ctx, ctx_mask)
+            x = x + drop(y, deterministic=self.deterministic)
+        y = nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x)
+        y = Mlp(self.mlp_ratio, self.dropout, self.dtype, self.deterministic, name="mlp")(y)
+        return x + drop(y, deterministic=self.deterministic)
+
+
+class Transformer(nn.Module):
+    """`depth` blocks and a final LayerNorm; optional rematerialisation of each block."""
+
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    dtype: Any = jnp.float32
+    cross: bool = False
+    remat: bool = False
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, x, key_mask=None, ctx=None, ctx_mask=None, *, deterministic: bool = True):
+        block_cls = nn.remat(Block) if self.remat else Block
+        for i in range(self.depth):
+            x = block_cls(self.num_heads, self.mlp_ratio, self.dropout, self.dtype, deterministic,
+                          self.cross, self.attention_impl, name=f"block_{i}")(
+                              x, key_mask, ctx, ctx_mask)
+        return nn.LayerNorm(dtype=self.dtype, name="ln_final")(x).astype(jnp.float32)
