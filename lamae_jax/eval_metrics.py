@@ -89,13 +89,16 @@ def _ci(values: np.ndarray) -> list[float]:
 
 def evaluate_scores(scores: np.ndarray, labels: np.ndarray, code_names: Sequence[str],
                     groups: np.ndarray | None = None, n_boot: int = 200,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, return_replicates: bool = False) -> dict:
     """Per-code and macro AUROC/AUPRC with bootstrap 95 % CIs.
 
     scores, labels: [N, V]. groups: [N] subject ids for a subject-level bootstrap (None = records).
     Codes lacking a positive or a negative in `labels` are left out of the macro and listed in
     `excluded`. In a replicate where an included code loses a class, that code is skipped for that
-    replicate only.
+    replicate only. return_replicates adds out['replicates'] (numpy arrays, not JSON) with the
+    bootstrap values: auroc/auprc [n_boot, n_codes] and macro_auroc/macro_auprc [n_boot]; the same
+    seed, records and groups give the same replicates, so scores of several probes can be averaged
+    replicate by replicate (see `summarise_seeds`).
     """
     scores = np.asarray(scores, np.float64)
     labels = np.asarray(labels)
@@ -131,6 +134,39 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, code_names: Sequence
         out.update(macro_auroc=float(au[0, included].mean()), macro_auroc_ci=_ci(macro_au),
                    macro_auprc=float(ap[0, included].mean()), macro_auprc_ci=_ci(macro_ap))
     else:
+        macro_au = macro_ap = np.full(n_boot, np.nan)
         out.update(macro_auroc=float("nan"), macro_auroc_ci=[float("nan")] * 2,
                    macro_auprc=float("nan"), macro_auprc_ci=[float("nan")] * 2)
+    if return_replicates:
+        out["replicates"] = {"codes": [c for j, c in enumerate(code_names) if included[j]],
+                             "auroc": au[1:, included], "auprc": ap[1:, included],
+                             "macro_auroc": macro_au, "macro_auprc": macro_ap}
+    return out
+
+
+def summarise_seeds(results: Sequence[dict]) -> dict:
+    """Mean over several probes (seeds) scored on the same test set with the same bootstrap:
+    point = mean of the seeds' points; CI = percentiles of the seed-averaged replicates; std = the
+    spread over seeds. Each result needs return_replicates=True."""
+    if not results:
+        raise ValueError("no results to summarise")
+    codes = results[0]["replicates"]["codes"]
+    if any(r["replicates"]["codes"] != codes for r in results):
+        raise ValueError("results cover different codes: were they scored on the same test set?")
+    out: dict = {"n_seeds": len(results), "per_code": {}}
+    for metric in ("auroc", "auprc"):
+        points = np.array([r[f"macro_{metric}"] for r in results])
+        reps = np.stack([r["replicates"][f"macro_{metric}"] for r in results], axis=1)
+        out[f"macro_{metric}"] = float(points.mean())
+        out[f"macro_{metric}_std"] = float(points.std())
+        out[f"macro_{metric}_ci"] = _ci(_row_nanmean(reps))
+    for j, code in enumerate(codes):
+        entry = {}
+        for metric in ("auroc", "auprc"):
+            points = np.array([r["per_code"][code][metric] for r in results])
+            reps = np.stack([r["replicates"][metric][:, j] for r in results], axis=1)
+            entry[metric] = float(points.mean())
+            entry[f"{metric}_ci"] = _ci(_row_nanmean(reps))
+        entry["n_pos"] = results[0]["per_code"][code]["n_pos"]
+        out["per_code"][code] = entry
     return out

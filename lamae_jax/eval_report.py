@@ -1,0 +1,84 @@
+"""Human-readable reports of evaluation results: a Markdown table and the label-efficiency plot."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+
+def _fmt(x, ci=None) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "–"
+    s = f"{x:.3f}"
+    if ci is not None and all(c is not None and np.isfinite(c) for c in ci):
+        s += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return s
+
+
+def markdown(results: dict, title: str = "Linear probe on frozen embeddings") -> str:
+    """Macro table per label fraction, then a per-code table of the largest fraction."""
+    meta = results.get("meta", {})
+    lines = [f"# {title}", ""]
+    if meta:
+        lines += [f"Workdir `{meta.get('workdir')}`, step {meta.get('step')}, variant "
+                  f"`{meta.get('cross_lead')}`, codes: {meta.get('codes')} ({len(results['codes'])} "
+                  f"evaluated), test: {results['n_test_records']} records / "
+                  f"{results['n_test_subjects']} subjects, bootstrap over test subjects "
+                  f"({meta.get('n_boot')} replicates, 95 % intervals).", ""]
+    lines += ["| label fraction | train records | seeds | macro AUROC [95 % CI] | ± sd over seeds "
+              "| macro AUPRC [95 % CI] |", "|---|---|---|---|---|---|"]
+    for key, s in results["summary"].items():
+        if not s.get("n_seeds"):
+            lines.append(f"| {key} | – | 0 | skipped: {s.get('note', '')} | | |")
+            continue
+        lines.append(f"| {key} | {s['n_train_records']:.0f} | {s['n_seeds']} | "
+                     f"{_fmt(s['macro_auroc'], s['macro_auroc_ci'])} | {s['macro_auroc_std']:.3f} | "
+                     f"{_fmt(s['macro_auprc'], s['macro_auprc_ci'])} |")
+    if results.get("skipped"):
+        lines += ["", f"{len(results['skipped'])} draw(s) skipped because a code had no positive "
+                  "among the subsampled training subjects: "
+                  + ", ".join(f"fraction {d['fraction']:g} seed {d['seed']}" for d in results["skipped"])]
+    if results.get("excluded_codes"):
+        lines += ["", "Codes not evaluated: " + ", ".join(f"{c} ({why})" for c, why in
+                                                       results["excluded_codes"].items())]
+    done = [s for s in results["summary"].values() if s.get("n_seeds")]
+    if done:
+        top = max(done, key=lambda s: s["fraction"])
+        lines += ["", f"## Per code, label fraction {top['fraction']:g}", "",
+                  "| code | test positives | AUROC [95 % CI] | AUPRC [95 % CI] |", "|---|---|---|---|"]
+        for code, e in top["per_code"].items():
+            lines.append(f"| {code} | {e['n_pos']} | {_fmt(e['auroc'], e['auroc_ci'])} | "
+                         f"{_fmt(e['auprc'], e['auprc_ci'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_label_efficiency(curves: dict[str, dict], path: str | pathlib.Path) -> None:
+    """curves: name -> results['summary']; macro AUROC and AUPRC against the label fraction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, summary in curves.items():
+        pts = sorted((s for s in summary.values() if s.get("n_seeds")), key=lambda s: s["fraction"])
+        if not pts:
+            continue
+        x = np.array([s["fraction"] for s in pts])
+        for ax, metric in zip(axes, ("auroc", "auprc")):
+            y = np.array([s[f"macro_{metric}"] for s in pts])
+            lo = np.array([s[f"macro_{metric}_ci"][0] for s in pts])
+            hi = np.array([s[f"macro_{metric}_ci"][1] for s in pts])
+            ax.plot(x, y, marker="o", label=name)
+            ax.fill_between(x, lo, hi, alpha=0.2)
+    for ax, metric in zip(axes, ("AUROC", "AUPRC")):
+        ax.set_xscale("log")
+        ax.set_xlabel("fraction of training subjects with labels")
+        ax.set_ylabel(f"test macro {metric}")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle("Label efficiency of the linear probe (95 % bootstrap CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,106 @@
+"""The label-efficiency protocol on precomputed embeddings (pure numpy + the probe; no model).
+
+For each fraction of TRAINING SUBJECTS (all records of a drawn subject come along, so no subject
+straddles labelled/unlabelled) and each seed: fit the linear probe on the subsample, choose L2 on
+the full validation split, score the full test split with a subject-level bootstrap. A draw in
+which some evaluated code has no positive cannot fit that code; it is skipped, reported, and the
+next seed is tried (up to `max_draws_per_seed` x seeds draws). Fraction 1.0 uses every subject, so
+it is fitted once.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from absl import logging
+
+from lamae_jax import eval_metrics, probe
+
+
+def select_codes(vocabulary: Sequence[str], y_train: np.ndarray, y_test: np.ndarray,
+                 subset: Sequence[str] | None = None) -> tuple[list[int], dict]:
+    """Columns to evaluate: in `subset` (if given), with a positive in train and both classes in test."""
+    wanted = set(subset) if subset is not None else None
+    keep, dropped = [], {}
+    for j, code in enumerate(vocabulary):
+        if wanted is not None and code not in wanted:
+            continue
+        if y_train[:, j].sum() == 0:
+            dropped[code] = "no positive in train"
+        elif y_test[:, j].sum() == 0 or y_test[:, j].sum() == len(y_test):
+            dropped[code] = "test lacks a positive or a negative"
+        else:
+            keep.append(j)
+    return keep, dropped
+
+
+def subsample_subjects(subjects: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of the records of round(fraction x #subjects) (>= 1) subjects drawn without replacement."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    uniq = np.unique(subjects)
+    k = max(1, int(round(fraction * uniq.size)))
+    if k >= uniq.size:
+        return np.arange(subjects.size)
+    chosen = np.random.default_rng(seed).choice(uniq, size=k, replace=False)
+    return np.flatnonzero(np.isin(subjects, chosen))
+
+
+def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
+        fractions: Sequence[float] = (0.01, 0.1, 1.0), seeds: int = 3, n_boot: int = 200,
+        l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID, max_draws_per_seed: int = 10,
+        bootstrap_seed: int = 0) -> dict:
+    """emb/labels/subjects: dicts over 'train', 'val', 'test' of [N, D] / [N, V] / [N] arrays, the
+    label columns already restricted to `code_names`. Returns the JSON-ready results."""
+    y_test = labels["test"]
+    settings, summary, skipped = [], {}, []
+    for fraction in fractions:
+        full = fraction >= 1.0
+        wanted = 1 if full else seeds
+        done, draws = [], 0
+        seed = 0
+        while len(done) < wanted and draws < max(1, wanted * max_draws_per_seed):
+            idx = subsample_subjects(subjects["train"], fraction, seed)
+            draws += 1
+            y_tr = labels["train"][idx]
+            missing = [code_names[j] for j in np.flatnonzero(y_tr.sum(axis=0) == 0)]
+            if missing:
+                msg = (f"fraction {fraction:g} seed {seed}: skipped, {len(missing)} code(s) without a "
+                       f"positive among {len(idx)} training records (e.g. {missing[:5]})")
+                logging.warning(msg)
+                print(msg, flush=True)
+                skipped.append({"fraction": fraction, "seed": seed, "codes_without_positive": missing,
+                                "n_train_records": int(len(idx))})
+                seed += 1
+                continue
+            fitted, info = probe.fit_probe(emb["train"][idx], y_tr, emb["val"], labels["val"],
+                                           l2_grid=l2_grid)
+            scores = fitted.predict_logits(emb["test"])
+            r = eval_metrics.evaluate_scores(scores, y_test, code_names, groups=subjects["test"],
+                                             n_boot=n_boot, seed=bootstrap_seed, return_replicates=True)
+            r.update(fraction=fraction, seed=seed, n_train_records=int(len(idx)),
+                     n_train_subjects=int(np.unique(subjects["train"][idx]).size),
+                     val_macro_auroc_by_l2=dict(zip(map(str, info["l2_grid"]), info["val_macro_auroc"])),
+                     chosen_l2=dict(zip(code_names, info["chosen_l2"])))
+            done.append(r)
+            print(f"fraction {fraction:g} seed {seed}: {len(idx)} train records, "
+                  f"test macro AUROC {r['macro_auroc']:.4f} "
+                  f"[{r['macro_auroc_ci'][0]:.4f}, {r['macro_auroc_ci'][1]:.4f}], "
+                  f"macro AUPRC {r['macro_auprc']:.4f}", flush=True)
+            seed += 1
+        key = f"{fraction:g}"
+        if not done:
+            summary[key] = {"fraction": fraction, "n_seeds": 0, "macro_auroc": None,
+                            "note": f"every one of {draws} draws lacked a positive for some code"}
+            continue
+        s = eval_metrics.summarise_seeds(done)
+        s.update(fraction=fraction, seeds=[r["seed"] for r in done], n_draws=draws,
+                 n_train_records=float(np.mean([r["n_train_records"] for r in done])))
+        summary[key] = s
+        for r in done:
+            r.pop("replicates")
+            settings.append(r)
+    return {"codes": list(code_names), "n_test_records": int(len(y_test)),
+            "n_test_subjects": int(np.unique(subjects["test"]).size),
+            "settings": settings, "summary": summary, "skipped": skipped}

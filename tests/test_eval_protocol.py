@@ -1,0 +1,102 @@
+"""Label-efficiency protocol on synthetic embeddings: subject subsampling, skipped draws, reports."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lamae_jax import eval_metrics, eval_report, label_efficiency
+from lamae_jax.evaluate import write_reports
+
+
+def _split(rng, n_subjects, w, first_subject):
+    per = rng.integers(1, 4, n_subjects)
+    subjects = np.repeat(np.arange(first_subject, first_subject + n_subjects), per)
+    x = rng.normal(size=(subjects.size, w.shape[0])).astype(np.float32)
+    y = (x @ w > 0.8).astype(np.float32)
+    return x, y, subjects
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(12, 3))
+    parts = {s: _split(rng, n, w, 1000 * (k + 1)) for k, (s, n) in
+             enumerate([("train", 300), ("val", 80), ("test", 120)])}
+    # code "rare": a single training subject carries it, so small fractions usually miss it
+    y_rare = {s: np.zeros((len(parts[s][2]), 1), np.float32) for s in parts}
+    rare_subject = parts["train"][2][0]
+    y_rare["train"][parts["train"][2] == rare_subject] = 1
+    y_rare["val"][:5] = 1
+    y_rare["test"][:7] = 1
+    emb = {s: parts[s][0] for s in parts}
+    labels = {s: np.concatenate([parts[s][1], y_rare[s]], axis=1) for s in parts}
+    subjects = {s: parts[s][2] for s in parts}
+    return emb, labels, subjects
+
+
+def test_subsample_takes_whole_subjects():
+    subjects = np.repeat(np.arange(50), 3)
+    idx = label_efficiency.subsample_subjects(subjects, 0.1, seed=4)
+    chosen = np.unique(subjects[idx])
+    assert chosen.size == 5
+    assert np.array_equal(np.sort(idx), np.flatnonzero(np.isin(subjects, chosen)))  # all their records
+    assert np.array_equal(idx, label_efficiency.subsample_subjects(subjects, 0.1, seed=4))
+    assert not np.array_equal(idx, label_efficiency.subsample_subjects(subjects, 0.1, seed=5))
+    assert label_efficiency.subsample_subjects(subjects, 1.0, 0).size == 150
+    assert label_efficiency.subsample_subjects(subjects, 0.001, 0).size == 3  # at least one subject
+    with pytest.raises(ValueError, match="label fraction"):
+        label_efficiency.subsample_subjects(subjects, 0.0, 0)
+
+
+def test_select_codes_reports_why():
+    y_train = np.array([[1, 0, 1], [0, 0, 1]])
+    y_test = np.array([[1, 1, 1], [0, 0, 1]])
+    keep, dropped = label_efficiency.select_codes(["A", "B", "C"], y_train, y_test)
+    assert keep == [0]
+    assert dropped == {"B": "no positive in train", "C": "test lacks a positive or a negative"}
+    keep, _ = label_efficiency.select_codes(["A", "B", "C"], y_train, y_test, subset=["B"])
+    assert keep == []
+
+
+def test_protocol_skips_draws_without_positives_and_summarises(data, tmp_path):
+    emb, labels, subjects = data
+    codes = ["A", "B", "C", "rare"]
+    r = label_efficiency.run(emb, labels, subjects, codes, fractions=(0.05, 1.0), seeds=2, n_boot=50,
+                             l2_grid=(1e-3, 1e-1), max_draws_per_seed=3)
+    s_full = r["summary"]["1"]
+    assert s_full["n_seeds"] == 1 and s_full["n_train_records"] == len(subjects["train"])
+    assert s_full["macro_auroc"] > 0.75
+    lo, hi = s_full["macro_auroc_ci"]
+    assert lo <= s_full["macro_auroc"] <= hi
+    # 5 % of 300 subjects = 15: the one "rare" subject is rarely drawn -> skipped draws, reported.
+    assert r["skipped"] and all(d["codes_without_positive"] == ["rare"] for d in r["skipped"])
+    assert all(d["fraction"] == 0.05 for d in r["skipped"])
+    small = r["summary"]["0.05"]
+    assert small["n_seeds"] == 0 or small["n_draws"] == small["n_seeds"] + len(r["skipped"])
+    for setting in r["settings"]:
+        assert "replicates" not in setting
+        assert set(setting["per_code"]) == set(codes)
+    # reports: JSON with a macro_auroc per setting, Markdown table, PNG
+    r["meta"] = {"workdir": "w", "step": 1, "cross_lead": "latent", "codes": "all", "n_boot": 50}
+    write_reports(r, tmp_path)
+    loaded = json.loads((tmp_path / "results.json").read_text())
+    assert loaded["summary"]["1"]["macro_auroc"] == pytest.approx(s_full["macro_auroc"])
+    md = (tmp_path / "results.md").read_text()
+    assert "| 1 |" in md and "macro AUROC" in md and "| rare |" in md
+    assert (tmp_path / "label_efficiency.png").stat().st_size > 1000
+
+
+def test_summarise_seeds_averages_replicates():
+    rng = np.random.default_rng(1)
+    y = (rng.random((100, 2)) < 0.4).astype(int)
+    subj = np.arange(100) // 2
+    rs = [eval_metrics.evaluate_scores(y + rng.normal(scale=s, size=y.shape), y, ["a", "b"], groups=subj,
+                                       n_boot=100, seed=0, return_replicates=True) for s in (0.5, 1.0, 2.0)]
+    summary = eval_metrics.summarise_seeds(rs)
+    assert summary["macro_auroc"] == pytest.approx(np.mean([r["macro_auroc"] for r in rs]))
+    assert summary["macro_auroc_std"] == pytest.approx(np.std([r["macro_auroc"] for r in rs]))
+    assert summary["macro_auroc_ci"][0] < summary["macro_auroc"] < summary["macro_auroc_ci"][1]
+    md = eval_report.markdown({"codes": ["a", "b"], "n_test_records": 100, "n_test_subjects": 50,
+                               "summary": {"1": dict(summary, fraction=1.0, n_train_records=10.0)}})
+    assert f"{summary['macro_auroc']:.3f}" in md
