@@ -1,0 +1,361 @@
+"""Ingestion driver: stream input rows into chunks, fan chunks out to worker processes, merge.
+
+Memory stays bounded: the record list (or directory walk) is read row by row, at most
+2 x workers chunks are in flight, and the merge streams one chunk sidecar at a time. The only
+dataset-sized structures in the parent are the label table (study_id -> codes string) and the
+set of seen study ids for duplicate detection. Resume: chunks whose sidecar exists with the same
+input fingerprint are skipped; the final files are rebuilt from all sidecars in chunk order.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import csv
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from typing import Iterator
+
+from lamae_jax.data import ingest_workers as W
+from lamae_jax.data.labels import default_min_count, labels_json, load_label_table, vocabulary_from_counts
+from lamae_jax.data.signal import PreprocessParams
+
+MANIFEST_COLUMNS = ("study_id", "subject_id", "ecg_time", "split", "shard", "index", "lead_mask",
+                    "valid_length", "qc_flags", "codes", "source")
+
+
+@dataclasses.dataclass
+class IngestConfig:
+    out: str
+    mimic_root: str | None = None  # MIMIC-IV-ECG root with record_list.csv
+    wfdb_dir: str | None = None  # generic mode: every *.hea below this directory
+    labels: str | None = None  # records_w_diag_icd10.csv
+    label_column: str = "all_diag_all"
+    min_label_count: int | None = None  # None: default_min_count(#train records)
+    truncate: int | None = 5
+    expand_ancestors: bool = True
+    workers: int = 1
+    chunk_size: int = 1024
+    checksum: str = "reject"  # or "flag": keep records whose checksums disagree, with a QC flag
+    params: PreprocessParams = dataclasses.field(default_factory=PreprocessParams)
+
+    def __post_init__(self):
+        if (self.mimic_root is None) == (self.wfdb_dir is None):
+            raise ValueError("give exactly one of mimic_root and wfdb_dir")
+        if self.labels and self.wfdb_dir:
+            raise ValueError("labels are only supported with mimic_root")
+        if self.chunk_size < 1 or self.workers < 1:
+            raise ValueError("chunk_size and workers must be >= 1")
+        if self.checksum not in ("reject", "flag"):
+            raise ValueError("checksum must be 'reject' or 'flag'")
+
+    @property
+    def root(self) -> str:
+        return os.path.abspath(self.mimic_root or self.wfdb_dir)
+
+    def run_dict(self) -> dict:
+        """Everything that determines the output (checked on resume)."""
+        d = dataclasses.asdict(self)
+        d["params"] = self.params.to_dict()
+        d.pop("workers")
+        d.pop("out")
+        d["mimic_root"] = os.path.abspath(self.mimic_root) if self.mimic_root else None
+        d["wfdb_dir"] = os.path.abspath(self.wfdb_dir) if self.wfdb_dir else None
+        d["labels"] = os.path.abspath(self.labels) if self.labels else None
+        return d
+
+
+def _safe_relpath(path: str) -> str | None:
+    """The normalised relative path, or None when it is absolute or leaves the root."""
+    p = path.strip().replace("\\", "/")
+    if not p or p.startswith("/") or os.path.isabs(p):
+        return None
+    norm = os.path.normpath(p)
+    if norm == ".." or norm.startswith("../") or ".." in p.split("/"):
+        return None
+    return norm
+
+
+def mimic_rows(root: str) -> Iterator[dict]:
+    """Rows of record_list.csv (subject_id, study_id, ecg_time, path), read lazily."""
+    path = os.path.join(root, "record_list.csv")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: is --mimic-root the MIMIC-IV-ECG root?")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"subject_id", "study_id", "path"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}")
+        for i, r in enumerate(reader):
+            src = (r.get("path") or "").strip()
+            row = {"source": src or f"record_list.csv:row{i + 2}", "ecg_time": (r.get("ecg_time") or "").strip()}
+            try:
+                row["study_id"] = int(r["study_id"])
+                row["subject_id"] = int(r["subject_id"])
+            except (TypeError, ValueError):
+                row["reject"] = "bad_row"
+                row["study_id"] = row["subject_id"] = None
+            if "reject" not in row:
+                safe = _safe_relpath(src)
+                if safe is None:
+                    row["reject"] = "path_outside_root" if src else "bad_row"
+                else:
+                    row["source"] = safe
+            yield row
+
+
+def stable_study_id(relpath: str) -> int:
+    """Generic mode id: first 7 bytes of sha256(relative path) -> a stable 56-bit integer."""
+    return int.from_bytes(hashlib.sha256(relpath.encode()).digest()[:7], "big")
+
+
+def wfdb_rows(root: str) -> Iterator[dict]:
+    """Every *.hea below root in sorted (deterministic) walk order."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root} is not a directory")
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            if fn.endswith(".hea"):
+                rel = os.path.relpath(os.path.join(dirpath, fn[:-4]), root).replace(os.sep, "/")
+                yield {"source": rel, "study_id": stable_study_id(rel), "subject_id": None,
+                       "ecg_time": ""}
+
+
+def _rows(cfg: IngestConfig, labels) -> Iterator[dict]:
+    """Input rows with duplicates, splits and codes resolved (parent process)."""
+    rows = mimic_rows(cfg.root) if cfg.mimic_root else wfdb_rows(cfg.root)
+    seen: set[int] = set()
+    for row in rows:
+        if not row.get("reject"):
+            if row["study_id"] in seen:
+                row["reject"] = "duplicate_study_id"
+            else:
+                seen.add(row["study_id"])
+        if labels is not None and row.get("subject_id") is not None and not row.get("reject"):
+            row["split"] = labels.split_of(row["subject_id"])
+            codes = labels.codes_of(row["study_id"])
+            row["codes"] = "|".join(codes) if codes else ""
+        yield row
+
+
+def _chunks(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    buf = []
+    for r in rows:
+        buf.append(r)
+        if len(buf) == size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def _fingerprint(rows: list[dict], run: dict) -> str:
+    blob = json.dumps({"rows": rows, "run": run}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _chunk_done(out: str, chunk: int, fingerprint: str) -> bool:
+    side = W.sidecar_path(out, chunk)
+    if not (os.path.exists(side) and os.path.exists(os.path.join(out, W.SHARDS_DIR, W.shard_name(chunk)))):
+        return False
+    try:
+        with open(side) as f:
+            return json.load(f).get("fingerprint") == fingerprint
+    except (OSError, ValueError):
+        return False
+
+
+class Progress:
+    """Plain-text progress on stderr: records done/total, rate, ETA ('\\r' on a terminal)."""
+
+    def __init__(self, total: int, stream=None, enabled: bool = True):
+        self.total, self.done, self.stream, self.enabled = total, 0, stream or sys.stderr, enabled
+        self.t0 = self.last = time.perf_counter()
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.skipped = 0
+
+    def update(self, n: int, skipped: bool = False) -> None:
+        self.done += n
+        if skipped:
+            self.skipped += n
+        now = time.perf_counter()
+        if self.enabled and (now - self.last > (0.5 if self.tty else 10.0) or self.done >= self.total):
+            self.last = now
+            self._print(now)
+
+    def _print(self, now: float) -> None:
+        worked = self.done - self.skipped
+        rate = worked / max(now - self.t0, 1e-9)
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left == left else "--:--:--"
+        frac = self.done / max(self.total, 1)
+        bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+        msg = f"[{bar}] {self.done}/{self.total} records {100 * frac:5.1f}% {rate:7.1f} rec/s ETA {eta}"
+        self.stream.write(("\r" + msg) if self.tty else (msg + "\n"))
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    W.write_atomic(path, text.encode())
+
+
+def _prepare_out(cfg: IngestConfig, run: dict) -> None:
+    for sub in (W.SHARDS_DIR, W.PARTS_DIR):
+        os.makedirs(os.path.join(cfg.out, sub), exist_ok=True)
+        for fn in os.listdir(os.path.join(cfg.out, sub)):
+            if ".tmp-" in fn:  # leftovers of a killed run
+                os.remove(os.path.join(cfg.out, sub, fn))
+    run_path = os.path.join(cfg.out, W.PARTS_DIR, "run.json")
+    if os.path.exists(run_path):
+        with open(run_path) as f:
+            prev = json.load(f)
+        if prev != run:
+            diff = sorted(k for k in set(prev) | set(run) if prev.get(k) != run.get(k))
+            raise ValueError(f"{cfg.out} holds a run with different settings ({', '.join(diff)}): "
+                             "use a new --out directory or delete the old one")
+    else:
+        _write_text_atomic(run_path, json.dumps(run, indent=1, sort_keys=True))
+    _write_text_atomic(os.path.join(cfg.out, "preprocess_config.json"),
+                       json.dumps(cfg.params.to_dict(), indent=1, sort_keys=True) + "\n")
+
+
+def _count_rows(cfg: IngestConfig) -> int:
+    if cfg.mimic_root:
+        with open(os.path.join(cfg.root, "record_list.csv"), "rb") as f:
+            return max(0, sum(1 for line in f if line.strip()) - 1)
+    return sum(sum(1 for fn in fns if fn.endswith(".hea")) for _, _, fns in os.walk(cfg.root))
+
+
+def _schedule(cfg, tasks, progress, stop_after_chunks):
+    """Runs tasks (in-process for 1 worker); returns False if stopped early."""
+    done = 0
+    if cfg.workers == 1:
+        for task in tasks:
+            if task is None:
+                continue
+            W.process_chunk(task)
+            progress.update(len(task["rows"]))
+            done += 1
+            if stop_after_chunks is not None and done >= stop_after_chunks:
+                return False
+        return True
+    ctx = multiprocessing.get_context("forkserver")
+    with cf.ProcessPoolExecutor(cfg.workers, mp_context=ctx) as pool:
+        pending = set()
+        for task in tasks:
+            if task is None:
+                continue
+            pending.add(pool.submit(W.process_chunk, task))
+            while len(pending) >= 2 * cfg.workers:
+                finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
+                    progress.update(fut.result()["rows"])
+                    done += 1
+                if stop_after_chunks is not None and done >= stop_after_chunks:
+                    for fut in pending:
+                        fut.cancel()
+                    return False
+        for fut in cf.as_completed(pending):
+            progress.update(fut.result()["rows"])
+    return True
+
+
+def _merge(cfg: IngestConfig, num_chunks: int, label_table) -> dict:
+    out = cfg.out
+    total, written = 0, 0
+    rejected: collections.Counter = collections.Counter()
+    splits: collections.Counter = collections.Counter()
+    train_counts: collections.Counter = collections.Counter()
+    mtmp, rtmp = W._tmp(os.path.join(out, "manifest.csv")), W._tmp(os.path.join(out, "rejects.csv"))
+    with open(mtmp, "w", newline="") as mf, open(rtmp, "w", newline="") as rf:
+        mw = csv.DictWriter(mf, MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        rw = csv.DictWriter(rf, ("record", "reason"), extrasaction="ignore", lineterminator="\n")
+        mw.writeheader()
+        rw.writeheader()
+        for chunk in range(num_chunks):
+            with open(W.sidecar_path(out, chunk)) as f:
+                side = json.load(f)
+            total += side["rows"]
+            for m in side["manifest"]:
+                mw.writerow(m)
+                splits[m["split"]] += 1
+                if m["split"] == "train" and m["codes"]:
+                    train_counts.update(set(m["codes"].split("|")))
+            written += len(side["manifest"])
+            for r in side["rejects"]:
+                rw.writerow(r)
+                rejected[r["reason"]] += 1
+    os.replace(mtmp, os.path.join(out, "manifest.csv"))
+    os.replace(rtmp, os.path.join(out, "rejects.csv"))
+    num_train = splits.get("train", 0)
+    min_count = cfg.min_label_count if cfg.min_label_count is not None else default_min_count(num_train)
+    vocab, counts = vocabulary_from_counts(train_counts, min_count)
+    labels = labels_json(cfg.label_column if cfg.labels else None, vocab, counts, min_count,
+                         cfg.truncate, cfg.expand_ancestors)
+    _write_text_atomic(os.path.join(out, "labels.json"), json.dumps(labels, indent=1) + "\n")
+    report = {"total": total, "written": written, "rejected": dict(sorted(rejected.items())),
+              "splits": {s: splits.get(s, 0) for s in ("train", "val", "test")},
+              "num_chunks": num_chunks, "config": cfg.run_dict()}
+    if label_table is not None:
+        report["labels"] = {"rows": len(label_table.codes), "bad_rows": label_table.bad_rows,
+                            "fold_conflicts": label_table.fold_conflicts}
+    _write_text_atomic(os.path.join(out, "report.json"), json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def run_ingest(cfg: IngestConfig, progress: bool = True, stop_after_chunks: int | None = None) -> dict:
+    """Preprocesses everything into cfg.out; returns report.json's dict plus 'seconds' and
+    'complete' (False only when stop_after_chunks stopped it early, a test hook for resume)."""
+    t0 = time.perf_counter()
+    run = cfg.run_dict()
+    _prepare_out(cfg, run)
+    label_table = None
+    if cfg.labels:
+        label_table = load_label_table(cfg.labels, cfg.label_column, cfg.truncate, cfg.expand_ancestors)
+    total = _count_rows(cfg)
+    bar = Progress(total, enabled=progress)
+    num_chunks = 0
+
+    def tasks():
+        nonlocal num_chunks
+        for chunk, rows in enumerate(_chunks(_rows(cfg, label_table), cfg.chunk_size)):
+            num_chunks = chunk + 1
+            fp = _fingerprint(rows, run)
+            if _chunk_done(cfg.out, chunk, fp):
+                bar.update(len(rows), skipped=True)
+                yield None
+                continue
+            yield {"out": cfg.out, "root": cfg.root, "chunk": chunk, "rows": rows,
+                   "fingerprint": fp, "params": cfg.params.to_dict(), "checksum": cfg.checksum}
+
+    finished = _schedule(cfg, tasks(), bar, stop_after_chunks)
+    bar.close()
+    if not finished:
+        return {"complete": False, "seconds": time.perf_counter() - t0}
+    # Chunks beyond the input (a shorter rerun) must not linger and confuse readers.
+    for sub, name in ((W.PARTS_DIR, "chunk-{:05d}.json"), (W.SHARDS_DIR, "chunk-{:05d}.array_record")):
+        keep = {name.format(c) for c in range(num_chunks)}
+        for fn in os.listdir(os.path.join(cfg.out, sub)):
+            if fn.startswith("chunk-") and fn not in keep:
+                os.remove(os.path.join(cfg.out, sub, fn))
+    report = _merge(cfg, num_chunks, label_table)
+    return {**report, "complete": True, "seconds": time.perf_counter() - t0}
+
+
+def summary_line(report: dict) -> str:
+    rej = report["rejected"]
+    n_rej = sum(rej.values())
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(rej.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (f"preprocessed {report['total']} records: {report['written']} written, {n_rej} rejected"
+            f"{f' ({reasons})' if reasons else ''} in {report['seconds']:.1f} s")

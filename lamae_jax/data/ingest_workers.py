@@ -1,0 +1,119 @@
+"""Worker side of ingestion: one chunk of input rows -> one shard + one sidecar, atomically.
+
+A chunk is complete exactly when its sidecar OUT/parts/chunk-NNNNN.json exists: the shard is
+renamed into place first, the sidecar last, both via a temporary name + os.replace, so a killed
+run leaves either a finished chunk or nothing that a rerun would trust. Sidecars hold no times
+or host details, so a resumed run produces byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from lamae_jax.data import record_format
+from lamae_jax.data.labels import hash_split
+from lamae_jax.data.signal import QC_CHECKSUM_MISMATCH, PreprocessError, PreprocessParams, preprocess_signal
+from lamae_jax.data.wfdb_io import RecordError, header_subject_id, read_record
+
+SHARDS_DIR = "shards"
+PARTS_DIR = "parts"
+
+
+def shard_name(chunk: int) -> str:
+    return f"chunk-{chunk:05d}.array_record"
+
+
+def sidecar_path(out: str, chunk: int) -> str:
+    return os.path.join(out, PARTS_DIR, f"chunk-{chunk:05d}.json")
+
+
+def _tmp(path: str) -> str:
+    return f"{path}.tmp-{os.getpid()}"
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    tmp = _tmp(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def process_record(root: str, row: dict, params: PreprocessParams, checksum: str = "reject"):
+    """(record bytes, manifest row) for one input row; raises RecordError/PreprocessError."""
+    raw = read_record(os.path.join(root, row["source"]))
+    res = preprocess_signal(raw.signal, raw.fs, raw.sig_names, params)
+    qc = res.qc_flags
+    if raw.checksum_ok is False:
+        if checksum == "reject":
+            raise RecordError("checksum_mismatch", "samples disagree with the header checksums")
+        qc |= QC_CHECKSUM_MISMATCH
+    header_subject = header_subject_id(raw.comments)
+    subject = row.get("subject_id")
+    if subject is None:  # generic mode: subject from a MIMIC-style comment, else the study
+        subject = header_subject if header_subject is not None else row["study_id"]
+    elif header_subject is not None and header_subject != subject:
+        raise RecordError("subject_mismatch", f"header says {header_subject}, record list {subject}")
+    split = row.get("split") or hash_split(subject)
+    codes = tuple(row["codes"].split("|")) if row.get("codes") else ()
+    data = record_format.serialize(
+        signal_mv=res.signal,
+        lead_mask=res.lead_mask,
+        valid_length=res.valid_length,
+        study_id=row["study_id"],
+        subject_id=subject,
+        codes=codes,
+        qc_flags=qc,
+        storage_dtype=params.storage_dtype,
+    )
+    manifest = {
+        "study_id": row["study_id"],
+        "subject_id": subject,
+        "ecg_time": row.get("ecg_time", ""),
+        "split": split,
+        "lead_mask": "".join("1" if m else "0" for m in res.lead_mask),
+        "valid_length": res.valid_length,
+        "qc_flags": qc,
+        "codes": row.get("codes", ""),
+        "source": row["source"],
+    }
+    return data, manifest
+
+
+def process_chunk(task: dict) -> dict:
+    """Processes task = {out, root, chunk, rows, fingerprint, params, checksum}; writes the
+    shard and sidecar; returns {'chunk', 'rows', 'written'}. Never raises for a bad record."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    out, chunk = task["out"], task["chunk"]
+    params = PreprocessParams.from_dict(task["params"])
+    shard = shard_name(chunk)
+    shard_path = os.path.join(out, SHARDS_DIR, shard)
+    manifest, rejects = [], []
+    tmp = _tmp(shard_path)
+    writer = ArrayRecordWriter(tmp, "group_size:1")
+    try:
+        for row in task["rows"]:
+            if row.get("reject"):
+                rejects.append({"record": row["source"], "reason": row["reject"], "detail": ""})
+                continue
+            try:
+                data, m = process_record(task["root"], row, params, task.get("checksum", "reject"))
+            except (RecordError, PreprocessError) as e:
+                rejects.append({"record": row["source"], "reason": e.reason, "detail": str(e)[:300]})
+                continue
+            except Exception as e:  # noqa: BLE001 - a bad record must never stop the run
+                rejects.append({"record": row["source"], "reason": "internal_error",
+                                "detail": f"{type(e).__name__}: {e}"[:300]})
+                continue
+            m["shard"] = shard
+            m["index"] = len(manifest)
+            writer.write(data)
+            manifest.append(m)
+    finally:
+        writer.close()
+    os.replace(tmp, shard_path)
+    side = {"chunk": chunk, "fingerprint": task["fingerprint"], "rows": len(task["rows"]),
+            "manifest": manifest, "rejects": rejects}
+    write_atomic(sidecar_path(out, chunk), json.dumps(side, sort_keys=True).encode())
+    return {"chunk": chunk, "rows": len(task["rows"]), "written": len(manifest)}
