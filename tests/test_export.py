@@ -1,0 +1,79 @@
+"""Embedding a split over 8 devices: every record once, in manifest order; the npz is plain and atomic."""
+
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from preprocessed_fixture import make_records, write_preprocessed
+
+from lamae_jax import embedding, export
+from lamae_jax.data import PreprocessedECG
+from lamae_jax.models import build
+
+T = 500
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    # 23 records: test split gets 5 of them interleaved with others, so manifest order != shard order.
+    splits = tuple(np.random.default_rng(1).permutation(["train"] * 12 + ["val"] * 5 + ["test"] * 6))
+    records = make_records(23, num_samples=T, seed=5, splits=splits)
+    data_dir = write_preprocessed(tmp_path_factory.mktemp("pp"), records, chunk_size=4)
+    model = build(ml_collections.ConfigDict(dict(size="tiny", cross_lead="latent", dtype="float32")))
+    x = np.zeros((1, 12, T), np.float32)
+    params = jax.jit(lambda r: model.init(r, x, np.ones((1, 12), bool), train=True))(
+        {"params": jax.random.key(0), "mask": jax.random.key(1), "dropout": jax.random.key(2)})["params"]
+    return data_dir, model, params
+
+
+def _direct(model, params, ds):
+    x = np.stack([ds[i]["signal"] for i in range(len(ds))])
+    m = np.stack([ds[i]["lead_mask"] for i in range(len(ds))])
+    emb, aux = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, method="encode"))(params, x, m)
+    return np.asarray(emb), np.asarray(aux["lead_embeddings"]), np.asarray(aux["lead_attention"])
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_embed_split_covers_each_record_once_in_manifest_order(setup, split):
+    data_dir, model, params = setup
+    ds = PreprocessedECG(data_dir, split)
+    out = embedding.embed_split(model, params, data_dir, split, per_host_batch_size=3, lead_embeddings=True)
+    emb, lead, att = _direct(model, params, ds)
+    assert out["embeddings"].shape == (len(ds), emb.shape[1]) and out["embeddings"].dtype == np.float32
+    np.testing.assert_allclose(out["embeddings"], emb, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["lead_embeddings"], lead, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["lead_attention"], att, rtol=1e-5, atol=1e-6)
+    assert len(np.unique(out["embeddings"], axis=0)) == len(ds)  # no row written twice / left zero
+
+
+def test_npz_rows_align_with_manifest_and_load_without_pickle(setup, tmp_path):
+    data_dir, model, params = setup
+    ds = PreprocessedECG(data_dir, "test")
+    out = embedding.embed_split(model, params, data_dir, "test", per_host_batch_size=8, lead_embeddings=True)
+    path = export.write_npz_atomic(tmp_path / "sub" / "emb.npz", export.export_arrays(ds, out, "test"))
+    assert sorted(os.listdir(path.parent)) == ["emb.npz"]  # no temporary file left behind
+    with np.load(path, allow_pickle=False) as z:
+        assert z["embeddings"].dtype == np.float32 and z["embeddings"].shape[0] == len(ds)
+        np.testing.assert_array_equal(z["study_id"], ds.manifest["study_id"])
+        np.testing.assert_array_equal(z["subject_id"], ds.manifest["subject_id"])
+        assert z["split"].dtype.kind == "U" and set(z["split"]) == {"test"}
+        assert z["lead_embeddings"].shape == (len(ds), 12, z["embeddings"].shape[1])
+        assert list(z["label_names"]) == list(ds.vocabulary)
+        np.testing.assert_array_equal(z["labels"], ds.label_matrix(np.uint8))
+        assert list(z["lead_names"])[3:6] == ["aVR", "aVL", "aVF"]
+        # row i is record i: its embedding equals the record's own embedding
+        emb, _, _ = _direct(model, params, ds)
+        np.testing.assert_allclose(z["embeddings"], emb, rtol=1e-5, atol=1e-5)
+
+
+def test_npz_writer_refuses_objects_and_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "e.npz"
+    export.write_npz_atomic(path, {"a": np.arange(3)})
+    with pytest.raises(TypeError, match="object"):
+        export.write_npz_atomic(path, {"a": np.array([{"x": 1}], dtype=object)})
+    with np.load(path, allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["a"], np.arange(3))
+    assert sorted(os.listdir(tmp_path)) == ["e.npz"]
+    assert export.write_npz_atomic(tmp_path / "noext", {"a": np.ones(1)}).name == "noext.npz"
