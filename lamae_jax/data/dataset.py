@@ -1,0 +1,195 @@
+"""Random-access reader of a preprocessed directory (the output of `python -m lamae_jax.preprocess`).
+
+One class serves notebooks, evaluation and the Grain pipeline: it parses manifest.csv and
+labels.json once, maps every manifest row to its global key in the concatenation of the
+shards it references, and decodes records with the shared record_format. Layout: CONTRACTS.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+from array_record.python.array_record_module import ArrayRecordReader
+
+from lamae_jax.data import record_format
+
+SPLITS = ("train", "val", "test")
+_REQUIRED_COLUMNS = ("study_id", "subject_id", "split", "shard", "index", "lead_mask", "valid_length",
+                     "qc_flags", "codes")
+
+
+def _read_manifest(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """manifest.csv -> dict of numpy columns (ints parsed, lead_mask bool [N, 12])."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path} is empty (no header)")
+        missing = [c for c in _REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {missing}; header is {header}")
+        rows = list(reader)
+    cols: dict[str, Any] = {name: [r[j] for r in rows] for j, name in enumerate(header)}
+    out: dict[str, np.ndarray] = {}
+    for name, values in cols.items():
+        if name in ("study_id", "subject_id", "index", "valid_length", "qc_flags"):
+            try:
+                out[name] = np.asarray(values, dtype=np.int64) if values else np.zeros(0, np.int64)
+            except ValueError as e:
+                raise ValueError(f"{path}: column {name!r} has a non-integer value ({e})") from None
+        elif name == "lead_mask":
+            bad = [i for i, v in enumerate(values) if len(v) != 12 or set(v) - {"0", "1"}]
+            if bad:
+                raise ValueError(f"{path}: row {bad[0] + 2} has lead_mask {values[bad[0]]!r}, "
+                                 "expected 12 characters of 0/1")
+            joined = "".join(values).encode()
+            out[name] = (np.frombuffer(joined, np.uint8).reshape(len(values), 12) == ord("1"))
+        else:
+            out[name] = np.asarray(values, dtype=object)
+    unknown = sorted(set(out["split"].tolist()) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"{path}: unknown split value(s) {unknown}, expected {SPLITS}")
+    return out
+
+
+class PreprocessedECG:
+    """Records of a preprocessed directory, optionally restricted to one split.
+
+    ds = PreprocessedECG('/data/mimic_pp', split='train')
+    len(ds); ex = ds[0]   # ex: signal float32 [12, T] mV (canonical lead order), lead_mask bool [12],
+                          # valid_length, study_id, subject_id, split, codes (tuple of str),
+                          # labels float32 [V] multi-hot over ds.vocabulary, qc_flags, row
+    Index i is the i-th manifest row of the split (manifest order). Negative or out-of-range
+    indices raise IndexError (no Python-style wrap-around: it hides off-by-one bugs).
+    Attributes: manifest (dict of numpy columns of the split's rows), vocabulary (tuple of codes),
+    labels_info (labels.json), record_keys (int64 global keys into shard_specs), shard_specs
+    ('path[0:n]' strings, usable as grain.sources.ArrayRecordDataSource paths).
+    Labels come from the manifest's `codes` (codes outside the vocabulary are ignored).
+    """
+
+    def __init__(self, root: str | pathlib.Path, split: str | None = None):
+        self.root = pathlib.Path(root).expanduser()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"preprocessed directory {self.root} does not exist "
+                                    "(create it with `python -m lamae_jax.preprocess ... --out DIR`)")
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+        self.split = split
+        manifest_path = self.root / "manifest.csv"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{manifest_path} not found: {self.root} is not a preprocessed "
+                                    "directory (or preprocessing did not finish)")
+        labels_path = self.root / "labels.json"
+        if not labels_path.is_file():
+            raise FileNotFoundError(f"{labels_path} not found (preprocessing writes it even without labels)")
+        self.labels_info = json.loads(labels_path.read_text())
+        self.vocabulary: tuple[str, ...] = tuple(self.labels_info.get("vocabulary", ()))
+        full = _read_manifest(manifest_path)
+        keep = np.arange(len(full["split"])) if split is None else np.flatnonzero(full["split"] == split)
+        self.manifest = {k: v[keep] for k, v in full.items()}
+
+        # Global key of each row = offset of its shard among the referenced shards + index.
+        shard_names = sorted(set(full["shard"].tolist()))
+        self.shard_specs: list[str] = []
+        offsets, sizes = {}, {}
+        total = 0
+        for name in shard_names:
+            path = self.root / "shards" / name
+            if not path.is_file():
+                raise FileNotFoundError(f"shard {path} listed in {manifest_path} does not exist")
+            reader = ArrayRecordReader(str(path))
+            n = reader.num_records()
+            reader.close()
+            offsets[name], sizes[name] = total, n
+            self.shard_specs.append(f"{path}[0:{n}]")
+            total += n
+        shard = self.manifest["shard"]
+        index = self.manifest["index"]
+        size = np.asarray([sizes[s] for s in shard], np.int64)
+        bad = np.flatnonzero((index < 0) | (index >= size))
+        if bad.size:
+            i = bad[0]
+            raise ValueError(f"manifest row of study {self.manifest['study_id'][i]} points to index "
+                             f"{index[i]} of shard {shard[i]}, which holds {size[i]} records")
+        self.record_keys = np.asarray([offsets[s] for s in shard], np.int64) + index
+        self._label_index = self._build_label_index()
+        self._source = None
+
+    def _build_label_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (indptr, indices) of each row's vocabulary positions: compact even at 800k x 1k."""
+        position = {c: j for j, c in enumerate(self.vocabulary)}
+        indptr, indices = [0], []
+        for codes in self.manifest["codes"]:
+            if codes:
+                indices.extend(sorted({position[c] for c in codes.split("|") if c in position}))
+            indptr.append(len(indices))
+        return np.asarray(indptr, np.int64), np.asarray(indices, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.record_keys)
+
+    def __repr__(self) -> str:
+        return f"PreprocessedECG({str(self.root)!r}, split={self.split!r}, records={len(self)})"
+
+    @property
+    def source(self):
+        """grain.sources.ArrayRecordDataSource over the referenced shards (opened lazily)."""
+        if self._source is None:
+            import grain
+
+            self._source = grain.sources.ArrayRecordDataSource(self.shard_specs)
+        return self._source
+
+    def labels(self, rows: np.ndarray | int) -> np.ndarray:
+        """float32 multi-hot [len(rows), V] (or [V] for an int) for rows of this split."""
+        scalar = np.ndim(rows) == 0
+        rows = np.atleast_1d(np.asarray(rows, np.int64))
+        out = np.zeros((len(rows), len(self.vocabulary)), np.float32)
+        indptr, indices = self._label_index
+        for k, r in enumerate(rows):
+            out[k, indices[indptr[r]:indptr[r + 1]]] = 1.0
+        return out[0] if scalar else out
+
+    def label_matrix(self, dtype=np.float32) -> np.ndarray:
+        """[len(self), V] multi-hot of the whole split (float32 at full MIMIC scale is ~2.7 GB for
+        train: pass dtype=bool for a 4x smaller matrix)."""
+        indptr, indices = self._label_index
+        out = np.zeros((len(self), len(self.vocabulary)), dtype)
+        rows = np.repeat(np.arange(len(self)), np.diff(indptr))
+        out[rows, indices] = 1
+        return out
+
+    def _check_index(self, i) -> int:
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"index must be an int, got {type(i).__name__}")
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} records "
+                             f"(split={self.split!r}, {self.root})")
+        return int(i)
+
+    def __getitem__(self, i) -> dict:
+        i = self._check_index(i)
+        return self.decode(i, self.source[int(self.record_keys[i])])
+
+    def decode(self, i: int, data: bytes) -> dict:
+        """The example dict of row i from its raw shard bytes (shared with the eval pipeline)."""
+        try:
+            rec = record_format.deserialize(data)
+        except Exception as e:  # noqa: BLE001 - re-raised with the record named
+            raise ValueError(f"cannot decode record of study {self.manifest['study_id'][i]} "
+                             f"({self.manifest['shard'][i]} index {self.manifest['index'][i]}): {e}") from e
+        if rec["study_id"] != self.manifest["study_id"][i]:
+            raise ValueError(f"{self.manifest['shard'][i]} index {self.manifest['index'][i]} holds study "
+                             f"{rec['study_id']} but the manifest says {self.manifest['study_id'][i]}")
+        codes = self.manifest["codes"][i]
+        rec.update(
+            split=str(self.manifest["split"][i]),
+            codes=tuple(codes.split("|")) if codes else (),
+            labels=self.labels(i),
+            row=i,
+        )
+        return rec

@@ -1,0 +1,306 @@
+"""Grain input pipeline: checkpointable, globally shuffled, host-sharded training batches.
+
+Training (per host):  records of the split (ArrayRecordDataSource, global key = shard offset +
+index from the manifest) -> seeded GLOBAL shuffle (same on every host, new per epoch) -> truncate
+the epoch to a multiple of process_count -> strided host slice [process_index::process_count]
+(random, disjoint subsets; equal counts, so every host runs the same number of steps) -> repeat ->
+batch of global_batch_size // process_count raw records -> decode + random crop + amplitude jitter
++ gaussian noise, one fused pass per record with batch-wide random draws -> IterDataset with
+thread prefetch, optionally `num_workers` worker processes.
+
+Everything before `to_iter_dataset` is a grain.MapDataset, so the iterator state is just "next
+batch index" (plus worker bookkeeping) and a restored iterator yields exactly the batch it would
+have; augmentation RNG is seeded by (seed, process, batch index), not by history. Workers get
+batches round-robin, so num_workers changes speed, never the batches. Checkpointing: save_args /
+restore_args below.
+
+Evaluation (make_eval_batches): every record of a split exactly once across hosts, host h taking
+a contiguous block of ceil(N / hosts) rows, padded to whole batches with valid=False rows, so every
+host runs the same number of batches (the 0.2.18 DataLoader drops shard remainders).
+"""
+
+from __future__ import annotations
+
+import time
+
+import grain
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from lamae_jax.data import record_format
+from lamae_jax.data.dataset import PreprocessedECG
+
+_NOISE_BANK_SIZE = 1 << 20
+
+
+def resolve_process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+    """(index, count) given explicitly (tests, simulated hosts) or from JAX."""
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, process_count={process_count})")
+    return int(process_index), int(process_count)
+
+
+class SplitRecords:
+    """Random-access source of the raw bytes of one split's records (picklable for workers)."""
+
+    def __init__(self, shard_specs: list[str], record_keys: np.ndarray):
+        self._source = grain.sources.ArrayRecordDataSource(shard_specs)
+        self._keys = np.asarray(record_keys, np.int64)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __getitem__(self, i) -> bytes:
+        return self._source[int(self._keys[i])]
+
+    def __repr__(self) -> str:
+        return f"SplitRecords({len(self)} records, {self._source!r})"
+
+
+class DecodeCropAugment:
+    """random_map fn: a list of raw records -> {'signal' f32 [b,12,crop], 'lead_mask' bool [b,12]}.
+
+    Decode, crop and augmentation are fused per record, so each record's 120 KB stays in cache
+    (about 2x faster than separate batch-wide passes); the random draws are batch-wide.
+    Crop: a uniform window inside the valid region when valid_length >= crop, else the start.
+    amplitude_jitter j: each lead scaled by U(1 - j, 1 + j). noise_std_mv s: N(0, s^2) noise on
+    present leads; drawing 7.7 M normals per batch of 256 costs ~70 ms, so each lead gets a window
+    at a random offset of a per-process bank of 2^20 iid normals. Absent leads stay exactly zero.
+    """
+
+    def __init__(self, crop_samples: int, amplitude_jitter: float, noise_std_mv: float, bank_seed: int):
+        if not 0 <= amplitude_jitter < 1:
+            raise ValueError(f"amplitude_jitter must be in [0, 1), got {amplitude_jitter}")
+        if noise_std_mv < 0:
+            raise ValueError(f"noise_std_mv must be >= 0, got {noise_std_mv}")
+        self.crop_samples = int(crop_samples)
+        self.amplitude_jitter = float(amplitude_jitter)
+        self.noise_std_mv = float(noise_std_mv)
+        self.bank_seed = int(bank_seed)
+        self._windows = None
+
+    def __getstate__(self):
+        return self.__dict__ | {"_windows": None}  # workers rebuild the bank from its seed
+
+    def _noise_windows(self) -> np.ndarray:
+        """[_NOISE_BANK_SIZE + crop + 1, crop] view: rows <= bank size are noise, the last is zeros."""
+        if self._windows is None:
+            bank = np.random.default_rng(self.bank_seed).standard_normal(
+                _NOISE_BANK_SIZE + self.crop_samples, np.float32)
+            bank *= np.float32(self.noise_std_mv)
+            bank = np.concatenate([bank, np.zeros(self.crop_samples, np.float32)])
+            self._windows = sliding_window_view(bank, self.crop_samples)
+        return self._windows
+
+    def __call__(self, values: list[bytes], rng: np.random.Generator) -> dict:
+        b, crop = len(values), self.crop_samples
+        position = rng.random(b)
+        gain = None
+        if self.amplitude_jitter > 0:
+            j = self.amplitude_jitter
+            gain = rng.uniform(1 - j, 1 + j, (b, 12, 1)).astype(np.float32)
+        offsets = windows = None
+        if self.noise_std_mv > 0:
+            windows = self._noise_windows()
+            offsets = rng.integers(0, _NOISE_BANK_SIZE + 1, (b, 12))
+        signal = np.empty((b, 12, crop), np.float32)
+        lead_mask = np.empty((b, 12), np.bool_)
+        for k, data in enumerate(values):
+            rec = record_format.deserialize(data)
+            x, mask = rec["signal"], rec["lead_mask"]
+            lead_mask[k] = mask
+            if x.shape[1] < crop:
+                raise ValueError(f"record of study {rec['study_id']} has {x.shape[1]} samples, "
+                                 f"fewer than crop_samples={crop}")
+            valid = min(rec["valid_length"], x.shape[1])
+            start = int(position[k] * (valid - crop + 1)) if valid >= crop else 0
+            window = x[:, start:start + crop]
+            if gain is None:
+                signal[k] = window
+            else:
+                np.multiply(window, gain[k], out=signal[k])
+            if windows is not None:
+                off = offsets[k]
+                off[~mask] = _NOISE_BANK_SIZE + crop  # the all-zero window
+                signal[k] += windows[off]
+        return {"signal": signal, "lead_mask": lead_mask}
+
+
+def make_train_dataset(
+    data_dir,
+    *,
+    split: str | None = "train",
+    global_batch_size: int,
+    seed: int,
+    crop_samples: int | None = None,
+    amplitude_jitter: float = 0.0,
+    noise_std_mv: float = 0.0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_epochs: int | None = None,
+) -> grain.MapDataset:
+    """Random-access dataset of this host's training batches (see the module docstring)."""
+    process_index, process_count = resolve_process(process_index, process_count)
+    if global_batch_size <= 0 or global_batch_size % process_count:
+        raise ValueError(f"global_batch_size {global_batch_size} must be a positive multiple of "
+                         f"process_count {process_count}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    reader = PreprocessedECG(data_dir, split)
+    per_host = len(reader) // process_count
+    if per_host == 0:
+        raise ValueError(f"split {split!r} of {data_dir} has {len(reader)} records, fewer than "
+                         f"process_count {process_count}")
+    num_samples = reader[0]["signal"].shape[1]
+    crop_samples = num_samples if crop_samples in (None, 0) else int(crop_samples)
+    if not 0 < crop_samples <= num_samples:
+        raise ValueError(f"crop_samples {crop_samples} must be in (0, {num_samples}] (record length)")
+
+    ds = grain.MapDataset.source(SplitRecords(reader.shard_specs, reader.record_keys))
+    ds = ds.shuffle(seed=seed)  # global; repeat() re-seeds it per epoch (seed + epoch)
+    ds = ds[: per_host * process_count][process_index::process_count]
+    ds = ds.repeat(num_epochs)
+    ds = ds.batch(global_batch_size // process_count, drop_remainder=True, batch_fn=list)
+    aug_seed = int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+    augment = DecodeCropAugment(crop_samples, amplitude_jitter, noise_std_mv, bank_seed=aug_seed)
+    return ds.random_map(augment, seed=aug_seed)
+
+
+def make_train_loader(
+    data_dir,
+    *,
+    split: str | None = "train",
+    global_batch_size: int,
+    seed: int,
+    crop_samples: int | None = None,
+    amplitude_jitter: float = 0.0,
+    noise_std_mv: float = 0.0,
+    num_workers: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_epochs: int | None = None,
+    prefetch_batches: int = 2,
+) -> grain.IterDataset:
+    """Iterable of this host's training batches {'signal' f32 [b,12,crop], 'lead_mask' bool [b,12]},
+    b = global_batch_size // process_count; infinite unless num_epochs is set.
+
+    it = iter(loader) is a grain DatasetIterator: it.get_state()/it.set_state(state), and
+    save_args(it)/restore_args(it) put it into an Orbax Composite checkpoint. Restore with the
+    same arguments (num_workers included). Close it (it.close()) when num_workers > 0.
+    """
+    ds = make_train_dataset(
+        data_dir, split=split, global_batch_size=global_batch_size, seed=seed,
+        crop_samples=crop_samples, amplitude_jitter=amplitude_jitter, noise_std_mv=noise_std_mv,
+        process_index=process_index, process_count=process_count, num_epochs=num_epochs)
+    threads = max(1, prefetch_batches)
+    it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch_batches))
+    if num_workers > 0:
+        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(
+            num_workers=num_workers, per_worker_buffer_size=prefetch_batches))
+    return it_ds
+
+
+def save_args(iterator):
+    """Orbax args that save a loader iterator: put under a key of ocp.args.Composite, e.g.
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), data=save_args(it))).
+    Grain writes the state synchronously during save(), so the iterator may advance right after."""
+    return grain.checkpoint.CheckpointSave(iterator)
+
+
+def restore_args(iterator):
+    """Orbax args that restore into `iterator` (a fresh iter(make_train_loader(...same args)));
+    restored = mngr.restore(step, args=ocp.args.Composite(state=..., data=restore_args(it)));
+    restored['data'] is `it`, positioned at the saved batch."""
+    return grain.checkpoint.CheckpointRestore(iterator)
+
+
+def measure_loader_rate(data_dir, batch_size: int = 256, num_workers: int = 0, seconds: float = 10.0,
+                        **loader_kwargs) -> float:
+    """Training-loader throughput in ECG/s (wall clock, single host, after the first batch).
+
+    loader_kwargs go to make_train_loader (defaults: seed 0, full-length crop, jitter 0.1, noise
+    0.01 mV as in configs/base.py).
+    """
+    kwargs = dict(seed=0, amplitude_jitter=0.1, noise_std_mv=0.01) | loader_kwargs
+    loader = make_train_loader(data_dir, global_batch_size=batch_size, num_workers=num_workers,
+                               process_index=0, process_count=1, **kwargs)
+    it = iter(loader)
+    try:
+        next(it)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            n += len(next(it)["signal"])
+        return n / (time.perf_counter() - start)
+    finally:
+        it.close()
+
+
+class EvalBatch:
+    """Map fn: batch number -> eval batch of this host's rows (padding rows: valid=False, zeros)."""
+
+    def __init__(self, reader: PreprocessedECG, start: int, stop: int, batch_size: int, num_samples: int):
+        self.reader, self.start, self.stop = reader, start, stop
+        self.batch_size, self.num_samples = batch_size, num_samples
+
+    def __call__(self, b: int) -> dict:
+        lo = self.start + b * self.batch_size
+        rows = np.arange(lo, lo + self.batch_size)
+        valid = rows < self.stop
+        rows = np.where(valid, rows, -1)
+        examples = [self.reader[int(r)] for r in rows[valid]]
+        n, v, t = self.batch_size, len(self.reader.vocabulary), self.num_samples
+        out = {
+            "signal": np.zeros((n, 12, t), np.float32),
+            "lead_mask": np.zeros((n, 12), np.bool_),
+            "valid": valid,
+            "row": rows.astype(np.int64),
+            "labels": np.zeros((n, v), np.float32),
+            "study_id": np.zeros((n,), np.int64),
+            "subject_id": np.zeros((n,), np.int64),
+        }
+        for k, ex in enumerate(examples):  # valid rows come first in every batch
+            out["signal"][k] = ex["signal"][:, :t]
+            out["lead_mask"][k] = ex["lead_mask"]
+            out["labels"][k] = ex["labels"]
+            out["study_id"][k] = ex["study_id"]
+            out["subject_id"][k] = ex["subject_id"]
+        return out
+
+
+def make_eval_batches(
+    data_dir,
+    split: str,
+    per_host_batch_size: int,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    *,
+    crop_samples: int | None = None,
+    prefetch_batches: int = 2,
+):
+    """Iterator of eval batches covering every record of `split` exactly once across hosts.
+
+    Batches: signal f32 [b,12,T] (the first crop_samples samples when given), lead_mask bool [b,12],
+    valid bool [b] (False on padding), row int64 [b] (index into PreprocessedECG(data_dir, split),
+    -1 on padding), labels f32 [b,V], study_id, subject_id int64 [b]. Every host yields
+    ceil(ceil(N / process_count) / b) batches; average metrics over rows with valid=True only.
+    """
+    process_index, process_count = resolve_process(process_index, process_count)
+    if per_host_batch_size <= 0:
+        raise ValueError(f"per_host_batch_size must be positive, got {per_host_batch_size}")
+    reader = PreprocessedECG(data_dir, split)
+    per_host = -(-len(reader) // process_count)
+    start = min(process_index * per_host, len(reader))
+    stop = min(start + per_host, len(reader))
+    num_batches = -(-per_host // per_host_batch_size)
+    num_samples = reader[0]["signal"].shape[1] if len(reader) else 0
+    if crop_samples:
+        num_samples = min(num_samples, int(crop_samples))
+    ds = grain.MapDataset.range(num_batches).map(
+        EvalBatch(reader, start, stop, per_host_batch_size, num_samples))
+    return iter(ds.to_iter_dataset(grain.ReadOptions(
+        num_threads=max(1, prefetch_batches), prefetch_buffer_size=prefetch_batches)))
