@@ -1,0 +1,134 @@
+"""python -m lamae_jax.bench [--quick] [--json OUT] [--sections preprocess,loader,train] [--gpu]
+
+Prints one table of figures, each beside a baseline measured in the same run, with PASS/MISS
+against the targets of BENCHMARKS.md. Sections that fail are reported in the table, never fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+SECTIONS = ("preprocess", "loader", "train")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m lamae_jax.bench", description=__doc__.split("\n\n")[1])
+    p.add_argument("--quick", action="store_true", help="small data and batches (< 15 min on 2 CPU cores)")
+    p.add_argument("--json", metavar="OUT", help="also write every figure and raw result to this JSON file")
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+    p.add_argument("--gpu", action="store_true", help="train step in bf16 on the GPU (base at the largest batch)")
+    p.add_argument("--records", type=int, default=0, help="synthetic records (default 300 quick, 2000 full)")
+    p.add_argument("--workers", type=int, default=0, help="N for the 1 -> N scaling (default: CPU count)")
+    p.add_argument("--keep", metavar="DIR", help="keep the generated data in DIR instead of a temp dir")
+    args = p.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    bad = [s for s in sections if s not in SECTIONS]
+    if bad or not sections:
+        p.error(f"--sections: unknown {bad or 'empty'}; choose from {','.join(SECTIONS)}")
+    args.sections = sections
+    if args.records < 0 or args.workers < 0:
+        p.error("--records and --workers must be >= 0")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.gpu:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # Grain's worker processes read absl flags
+        flags.FLAGS.mark_as_parsed()
+    from lamae_jax.bench import bench_loader, bench_preprocess, bench_train, report
+    from lamae_jax.bench.peak import matmul_peak
+
+    t_start = time.perf_counter()
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    import jax
+
+    if args.gpu and jax.default_backend() != "gpu":
+        print(f"--gpu: no GPU visible to JAX (backend {jax.default_backend()!r})", file=sys.stderr)
+        return 2
+    meta = report.machine_info() | {"args": vars(args)}
+    workers = args.workers or (os.cpu_count() or 1)
+    records = args.records or (300 if args.quick else 2000)
+    figures: list = []
+    raw: dict = {}
+
+    log("peak: large matmul on the same device")
+    peak = matmul_peak()
+    raw["peak"] = peak
+    figures.append(report.Figure("peak", f"matmul {peak['n']}^2 {peak['dtype']}", peak["flops_per_s"],
+                                 "FLOP/s", note=peak["device"]))
+
+    tmp = args.keep or tempfile.mkdtemp(prefix="lamae-bench-")
+    os.makedirs(tmp, exist_ok=True)
+    data_dir = None
+    try:
+        if "preprocess" in args.sections or "loader" in args.sections:
+            log(f"preprocess: {records} synthetic records, workers 1 and {workers}")
+            ws = [1] if "preprocess" not in args.sections else sorted({1, workers})
+            raw["preprocess"] = _guard(lambda: bench_preprocess.run_section(
+                tmp, num_records=records, workers=ws), "preprocess")
+            data_dir = raw["preprocess"].get("data_dir")
+            if "preprocess" in args.sections:
+                figures += _figs(lambda: bench_preprocess.figures(raw["preprocess"]), "preprocess", raw)
+        if "train" in args.sections:
+            log("train: one child process per configuration")
+            raw["train"] = _guard(lambda: bench_train.run_section(args.quick, args.gpu, log=log), "train")
+            figures += _figs(lambda: bench_train.figures(raw["train"], peak["flops_per_s"], args.gpu),
+                             "train", raw)
+        if "loader" in args.sections:
+            log(f"loader: 0 and {workers} workers")
+            if data_dir:
+                raw["loader"] = _guard(lambda: bench_loader.run_section(
+                    data_dir, batch_size=32, workers=sorted({0, workers}),
+                    seconds=3.0 if args.quick else 10.0), "loader")
+                figures += _figs(lambda: bench_loader.figures(raw["loader"], raw.get("train")),
+                                 "loader", raw)
+            else:
+                figures.append(report.Figure("loader", "ECG/s", None, target=">= 10k/core",
+                                             note="no preprocessed data (see preprocess errors)"))
+        log("peak: again at the end (load from other processes shows up as a gap)")
+        raw["peak_end"] = matmul_peak()
+        figures.append(report.Figure("peak", "matmul peak at end / at start", raw["peak_end"]["flops_per_s"],
+                                     "FLOP/s", "start", peak["flops_per_s"]))
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta["wall_s"] = time.perf_counter() - t_start
+    print(f"\nlamae_jax benchmark — {meta['cpu_model']}, {meta['cpu_count']} cores, "
+          f"{meta.get('backend')}, {meta['date_utc']}, {meta['wall_s']:.0f} s")
+    print(report.text_table(figures))
+    if args.json:
+        report.write_json(args.json, figures, meta, raw)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _guard(fn, name: str) -> dict:
+    try:
+        return fn()
+    except Exception as e:  # one broken section must not hide the others' figures
+        return {"error": f"{name}: {type(e).__name__}: {str(e)[:400]}"}
+
+
+def _figs(fn, name: str, raw: dict) -> list:
+    from lamae_jax.bench.report import Figure
+
+    if "error" in raw.get(name, {}):
+        return [Figure(name, "section failed", None, note=raw[name]["error"])]
+    try:
+        return fn()
+    except Exception as e:
+        return [Figure(name, "figures failed", None, note=f"{type(e).__name__}: {e}")]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

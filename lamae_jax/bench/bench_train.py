@@ -1,0 +1,339 @@
+"""Section 3 (and 4 on a GPU): the jitted pretraining step — time, ECG/s, XLA FLOPs, MFU, memory.
+
+Each configuration runs in a fresh child process (`python -m lamae_jax.bench.bench_train ARGS_JSON`)
+so that its peak RSS is its own and its device count (1 or 8 simulated CPU devices) is fixed before
+JAX starts. The step is the trainer's when it exposes one, else a minimal equivalent: masked-patch
+MSE on model.apply, optax AdamW with clipping, jax.jit with the state donated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+RESULT_TAG = "BENCH_TRAIN_RESULT "
+
+
+def full_config(size: str, cross_lead: str = "latent", dtype: str = "float32", **model_overrides):
+    """configs/base.py (the single source of defaults), resized for the benchmark; unlocked."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "configs" / "base.py"
+    spec = importlib.util.spec_from_file_location("_lamae_base_config", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cfg = mod.get_config("paper")
+    cfg.unlock()
+    cfg.model.size, cfg.model.cross_lead, cfg.model.dtype = size, cross_lead, dtype
+    for k, v in model_overrides.items():
+        setattr(cfg.model, k, v)
+    return cfg
+
+
+def cost_flops(compiled) -> float | None:
+    """'flops' from Compiled.cost_analysis(), which is a dict in new JAX and a list of dicts in old."""
+    try:
+        ca = compiled.cost_analysis()
+    except Exception:  # some backends do not implement it
+        return None
+    if isinstance(ca, (list, tuple)):
+        vals = [c.get("flops") for c in ca if isinstance(c, dict) and c.get("flops") is not None]
+        return float(sum(vals)) if vals else None
+    if isinstance(ca, dict) and ca.get("flops") is not None:
+        return float(ca["flops"])
+    return None
+
+
+def compiled_peak_bytes(compiled) -> int | None:
+    """XLA's static estimate of device memory: arguments + outputs + temporaries - aliased (donated)."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:
+        return None
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+               - m.alias_size_in_bytes)
+
+
+def rss_peak_bytes() -> int | None:
+    """This process's high-water resident set size (VmHWM)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def random_batch(batch_size: int, num_samples: int = 2500, seed: int = 0) -> dict:
+    """A training batch as the loader yields it: mV-scale signals, a few missing leads."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    signal = (0.3 * rng.standard_normal((batch_size, 12, num_samples))).astype(np.float32)
+    lead_mask = rng.random((batch_size, 12)) > 0.05
+    lead_mask[:, 1] = True  # never an ECG without leads
+    signal[~lead_mask] = 0.0
+    return {"signal": signal, "lead_mask": lead_mask}
+
+
+def _minimal_step(model, tx):
+    """Fallback when the trainer has no step factory: masked-patch MSE on model.apply, AdamW."""
+    import jax
+    import optax
+
+    from lamae_jax.losses import masked_patch_mse
+
+    def step(state, batch):
+        key = jax.random.fold_in(state["rng"], state["step"])
+        mask_rng, drop_rng = jax.random.split(key)
+
+        def objective(params):
+            recon, aux = model.apply({"params": params}, batch["signal"], batch["lead_mask"],
+                                     train=True, rngs={"mask": mask_rng, "dropout": drop_rng})
+            return masked_patch_mse(recon, aux["target"], aux["loss_mask"])
+
+        loss, grads = jax.value_and_grad(objective)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        return dict(state, params=optax.apply_updates(state["params"], updates), opt_state=opt_state,
+                    step=state["step"] + 1), {"loss": loss}
+
+    return step
+
+
+def make_step(config):
+    """(step_fn(state, batch) -> (state, metrics), initial state, source): the trainer's own when
+    lamae_jax.trainer provides it (what training really runs), else the minimal equivalent."""
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        from lamae_jax import trainer
+
+        model, tx = trainer.build_model(config), trainer.make_optimizer(config)
+        state = trainer.init_train_state(config, model, tx)
+        return trainer.make_train_step(config, model, tx, trainer.make_schedule(config)), state, \
+            "trainer.make_train_step"
+    except (ImportError, AttributeError):
+        import optax
+
+        from lamae_jax.models import build
+
+        model = build(config.model)
+        tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-4, b1=0.9, b2=0.95,
+                                                                     weight_decay=0.05))
+        n, t = config.model.num_leads, config.data.crop_samples
+        k = jax.random.split(jax.random.key(config.seed), 4)
+        params = model.init({"params": k[0], "mask": k[1], "dropout": k[2]}, jnp.zeros((1, n, t)),
+                            jnp.ones((1, n), bool), train=True)["params"]
+        state = dict(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=k[3])
+        return _minimal_step(model, tx), state, "bench minimal step"
+
+
+def _params(state):
+    return state["params"] if isinstance(state, dict) else state.params
+
+
+def measure_step(config, batch_size: int, *, num_devices: int | None = None, min_steps: int = 3,
+                 min_seconds: float = 2.0, max_steps: int = 50, warmup: int = 1, seed: int = 0) -> dict:
+    """Compiles and times the train step for `config` on a mesh of `num_devices` (default: all).
+
+    The batch is split over the mesh's data axis, the state replicated and donated. Returns the
+    median step time, ECG/s, XLA FLOPs per step and FLOP/s, compile time, XLA's memory estimate
+    and this process's peak RSS.
+    """
+    import jax
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from lamae_jax.models import param_count
+
+    devices = jax.devices()[: num_devices or len(jax.devices())]
+    if batch_size % len(devices):
+        raise ValueError(f"batch {batch_size} is not divisible by {len(devices)} devices")
+    mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=devices)
+    step_fn, state, source = make_step(config)
+    repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    state = jax.device_put(state, repl)
+    batch = jax.device_put(random_batch(batch_size, int(config.data.crop_samples), seed), data)
+    step = jax.jit(step_fn, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=(0,))
+    t0 = time.perf_counter()
+    compiled = step.lower(state, batch).compile()
+    compile_s = time.perf_counter() - t0
+    flops, mem = cost_flops(compiled), compiled_peak_bytes(compiled)
+    for _ in range(warmup):
+        state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_steps and (len(times) < min_steps or time.perf_counter() - start < min_seconds):
+        t = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t)
+    step_s = float(np.median(times))
+    m = config.model
+    return {
+        "size": m.size, "cross_lead": m.cross_lead, "dtype": m.dtype, "step_fn": source,
+        "batch": batch_size, "devices": len(devices), "platform": devices[0].platform,
+        "params": int(param_count(_params(state))), "compile_s": compile_s,
+        "step_s": step_s, "step_s_min": float(min(times)), "steps_timed": len(times),
+        "ecg_per_s": batch_size / step_s,
+        "flops_per_step": flops, "flops_per_s": (flops / step_s) if flops else None,
+        "xla_memory_bytes": mem, "rss_peak_bytes": rss_peak_bytes(),
+        "loss": float(metrics["loss"]),
+    }
+
+
+def find_max_batch(cfg, start: int, limit: int, **kw) -> dict:
+    """Largest power-of-two multiple of `start` whose step fits on the device (doubling search)."""
+    best, tried = None, []
+    b = start
+    while b <= limit:
+        try:
+            res = measure_step(cfg, b, **kw)
+        except Exception as e:  # XlaRuntimeError RESOURCE_EXHAUSTED and friends
+            tried.append({"batch": b, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+            break
+        tried.append({"batch": b, "step_s": res["step_s"]})
+        best = res
+        b *= 2
+    out = dict(best or {})
+    out["batch_search"] = tried
+    return out
+
+
+def run_child(args: dict, *, devices: int | None = None, platform: str | None = "cpu",
+              timeout: float = 900) -> dict:
+    """Runs one measurement in a fresh interpreter; returns its result (or {'error': ...})."""
+    env = dict(os.environ)
+    if platform:
+        env["JAX_PLATFORMS"] = platform
+    else:
+        env.pop("JAX_PLATFORMS", None)
+    if devices:
+        env["JAX_NUM_CPU_DEVICES"] = str(devices)
+    else:
+        env.pop("JAX_NUM_CPU_DEVICES", None)
+    cmd = [sys.executable, "-m", "lamae_jax.bench.bench_train", json.dumps(args)]
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s", **args}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"error": f"exit {proc.returncode}: " + " | ".join(tail), **args}
+
+
+def plan(quick: bool, gpu: bool) -> list[dict]:
+    """The configurations a run measures: every size, latent vs none, 1 vs 8 simulated devices."""
+    if gpu:
+        steps = dict(min_steps=5, min_seconds=2.0, dtype="bfloat16", platform=None)
+        return [dict(size="tiny", batch=256, **steps), dict(size="small", batch=256, **steps),
+                dict(size="base", batch=16, max_batch_search=256 if quick else 4096, **steps),
+                dict(size="base", cross_lead="none", batch="base", **steps)]
+    steps = dict(min_steps=3, min_seconds=1.5 if quick else 5.0)
+    b = dict(tiny=32, small=16, base=2) if quick else dict(tiny=128, small=64, base=16)
+    runs = [dict(size=s, batch=b[s], **steps) for s in ("tiny", "small", "base")]
+    runs.append(dict(size="small", cross_lead="none", batch=b["small"], **steps))
+    if not quick:
+        runs.append(dict(size="base", cross_lead="none", batch=b["base"], **steps))
+    runs.append(dict(size="small", batch=b["small"], devices=8, **steps))
+    return [dict(r, dtype="float32", platform="cpu") for r in runs]
+
+
+def run_section(quick: bool, gpu: bool = False, log=print) -> dict:
+    """Runs every planned configuration, each in its own child process."""
+    models = []
+    for spec in plan(quick, gpu):
+        spec = dict(spec)
+        if spec["batch"] == "base":  # compare at the batch the latent base run settled on
+            found = [m for m in models if m.get("size") == "base" and "error" not in m]
+            spec["batch"] = found[0]["batch"] if found else 16
+        platform = spec.pop("platform")
+        devices = spec.get("devices") or (1 if platform == "cpu" else None)
+        t0 = time.perf_counter()
+        res = run_child(spec, devices=devices, platform=platform)
+        res.setdefault("size", spec["size"])
+        res.setdefault("cross_lead", spec.get("cross_lead", "latent"))
+        log(f"  train {spec['size']}/{res['cross_lead']} b={res.get('batch', spec['batch'])} "
+            f"dev={res.get('devices', devices)}: "
+            + (res["error"] if "error" in res else f"{res['step_s'] * 1e3:.1f} ms/step, "
+               f"{res['ecg_per_s']:.1f} ECG/s") + f" ({time.perf_counter() - t0:.0f} s)")
+        models.append(res)
+    return {"models": models}
+
+
+def figures(res: dict, peak_flops: float | None, gpu: bool = False) -> list:
+    from lamae_jax.bench.report import Figure, at_least, at_most
+
+    mfu_target = 0.45 if gpu else 0.40
+    figs = []
+    ok = [m for m in res["models"] if "error" not in m]
+    for m in res["models"]:
+        if "error" in m:
+            figs.append(Figure("train", f"{m['size']}/{m['cross_lead']} step", None, note=m["error"]))
+    single = [m for m in ok if m.get("devices", 1) == 1 or gpu]
+    for m in single:
+        if m["cross_lead"] != "latent":
+            continue
+        tag = f"{m['size']} b={m['batch']}"
+        figs.append(Figure("train", f"{tag} step time", m["step_s"], "s",
+                           note=f"{m['ecg_per_s']:.1f} ECG/s, {m['params'] / 1e6:.2f} M params, "
+                                f"compile {m['compile_s']:.0f} s"))
+        target = f">= {mfu_target:.2f}" if m["size"] == "base" else ""
+        figs.append(Figure("train", f"{tag} MFU (XLA FLOP/s / matmul peak)", m.get("flops_per_s"),
+                           "FLOP/s", "matmul peak", peak_flops, target=target,
+                           passed=at_least(m.get("flops_per_s") and peak_flops
+                                           and m["flops_per_s"] / peak_flops, mfu_target)
+                           if target else None))
+        figs.append(Figure("train", f"{tag} memory (XLA estimate)", m.get("xla_memory_bytes"), "B",
+                           note=f"peak RSS of its process {m['rss_peak_bytes'] / 2**20:.0f} MiB"))
+    for m in single:
+        if m["cross_lead"] != "none":
+            continue
+        lat = next((x for x in single if x["size"] == m["size"] and x["cross_lead"] == "latent"
+                    and x["batch"] == m["batch"]), None)
+        if lat:
+            figs.append(Figure("train", f"{m['size']} b={m['batch']} latent vs none step time",
+                               lat["step_s"], "s", "'none' step", m["step_s"], target="<= 1.15x",
+                               passed=at_most(lat["step_s"] / m["step_s"], 1.15)))
+    for m in ok:
+        if m.get("devices", 1) > 1 and not gpu:
+            one = next((x for x in single if x["size"] == m["size"] and x["cross_lead"] == m["cross_lead"]
+                        and x["batch"] == m["batch"]), None)
+            figs.append(Figure("train", f"{m['size']} b={m['batch']} {m['devices']} vs 1 simulated devices",
+                               m["ecg_per_s"], "ECG/s", "1 device", one and one["ecg_per_s"],
+                               note="same global batch; CPU devices share the same cores"))
+    return figs
+
+
+def _child_main(spec: dict) -> dict:
+    cfg = full_config(spec["size"], spec.get("cross_lead", "latent"), spec.get("dtype", "float32"),
+                      **spec.get("overrides", {}))
+    kw: dict[str, Any] = dict(num_devices=spec.get("devices"), min_steps=spec.get("min_steps", 3),
+                              min_seconds=spec.get("min_seconds", 2.0))
+    if spec.get("max_batch_search"):
+        return find_max_batch(cfg, spec["batch"], spec["max_batch_search"], **kw)
+    return measure_step(cfg, spec["batch"], **kw)
+
+
+if __name__ == "__main__":
+    try:
+        result = _child_main(json.loads(sys.argv[1]))
+    except Exception as e:  # report, do not crash the parent's table
+        result = {"error": f"{type(e).__name__}: {str(e)[:400]}"}
+    print(RESULT_TAG + json.dumps(result), flush=True)

@@ -1,0 +1,124 @@
+"""Smoke tests of the benchmark harness: the peak matmul, FLOP/memory extraction, the train-step
+measurement on a tiny model, the figures' ratios and PASS/MISS, and the table/JSON writer.
+
+No timing assertions: rates depend on the machine; only their bookkeeping is checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lamae_jax.bench import bench_loader, bench_preprocess, bench_train, report
+from lamae_jax.bench.__main__ import parse_args
+from lamae_jax.bench.peak import matmul_peak
+
+
+def test_matmul_peak_counts_2n3_flops():
+    res = matmul_peak(n=128, repeats=2, calls=2)
+    assert res["dtype"] == "float32" and res["n"] == 128
+    assert res["flops_per_s"] > 0
+    assert res["flops_per_s"] >= res["median_flops_per_s"]  # peak = best repeat
+    assert math.isclose(res["flops_per_s"] * res["seconds_per_matmul"], 2 * 128**3, rel_tol=1e-9)
+
+
+class _FakeCompiled:
+    def __init__(self, ca):
+        self.ca = ca
+
+    def cost_analysis(self):
+        if isinstance(self.ca, Exception):
+            raise self.ca
+        return self.ca
+
+
+@pytest.mark.parametrize("ca, expected", [
+    ({"flops": 10.0, "bytes accessed": 3.0}, 10.0),
+    ([{"flops": 4.0}, {"flops": 6.0}], 10.0),  # older JAX: one dict per computation
+    ([{"bytes accessed": 1.0}], None),
+    (NotImplementedError("no cost model"), None),
+])
+def test_cost_flops_handles_dict_and_list_forms(ca, expected):
+    assert bench_train.cost_flops(_FakeCompiled(ca)) == expected
+
+
+def test_measure_step_tiny_on_two_devices():
+    cfg = bench_train.full_config("tiny")
+    res = bench_train.measure_step(cfg, 4, num_devices=2, min_steps=1, min_seconds=0.0)
+    assert res["devices"] == 2 and res["batch"] == 4 and res["size"] == "tiny"
+    assert res["flops_per_step"] > 1e6  # a tiny MAE step is still ~1e8 FLOPs
+    assert math.isclose(res["ecg_per_s"], 4 / res["step_s"])
+    assert math.isclose(res["flops_per_s"], res["flops_per_step"] / res["step_s"])
+    assert res["xla_memory_bytes"] > 0 and res["rss_peak_bytes"] > 0
+    assert np.isfinite(res["loss"])
+    # The 4 CPU-side train figures for one latent model: time, MFU, memory (+ no 'none' pair).
+    figs = bench_train.figures({"models": [res | {"devices": 1}]}, peak_flops=res["flops_per_s"] * 4)
+    mfu = next(f for f in figs if "MFU" in f.name)
+    assert math.isclose(mfu.ratio, 0.25) and mfu.status == "-"  # no target below base size
+
+
+def _model(size, cross, step_s, batch=8, devices=1):
+    return {"size": size, "cross_lead": cross, "batch": batch, "devices": devices, "step_s": step_s,
+            "ecg_per_s": batch / step_s, "params": 1e6, "compile_s": 1.0, "flops_per_s": 1e9,
+            "xla_memory_bytes": 1 << 20, "rss_peak_bytes": 1 << 28}
+
+
+def test_train_figures_targets():
+    res = {"models": [_model("base", "latent", 1.2), _model("base", "none", 1.0),
+                      _model("small", "latent", 0.5), _model("small", "none", 0.48),
+                      _model("small", "latent", 0.25, devices=8),
+                      {"size": "tiny", "cross_lead": "latent", "error": "boom"}]}
+    figs = {f.name: f for f in bench_train.figures(res, peak_flops=2e9)}
+    assert figs["base b=8 latent vs none step time"].status == "MISS"  # 1.2x > 1.15x
+    assert figs["small b=8 latent vs none step time"].status == "PASS"
+    assert figs["base b=8 MFU (XLA FLOP/s / matmul peak)"].status == "PASS"  # 0.5 >= 0.40
+    assert math.isclose(figs["small b=8 8 vs 1 simulated devices"].ratio, 2.0)
+    assert any(f.value is None and "boom" in f.note for f in figs.values())
+
+
+def test_preprocess_and_loader_figures():
+    pre = {"plain_read": {"records_per_s": 100.0},
+           "runs": [{"workers": 1, "records_per_s": 150.0, "records_per_s_per_core": 150.0,
+                     "rss_peak_main_bytes": 100, "rss_peak_worker_bytes": 50},
+                    {"workers": 2, "records_per_s": 180.0, "records_per_s_per_core": 90.0,
+                     "rss_peak_main_bytes": 120, "rss_peak_worker_bytes": 60}]}
+    figs = bench_preprocess.figures(pre)
+    assert [f.status for f in figs[:2]] == ["PASS", "MISS"]
+    assert figs[2].value == 180  # main + worker peaks
+    assert math.isclose(figs[3].value, 1.2)
+    loader = {"runs": [{"workers": 0, "cores": 1, "ecg_per_s": 12_000.0},
+                       {"workers": 2, "cores": 2, "ecg_per_s": 16_000.0},
+                       {"workers": 4, "cores": 2, "error": "worker died"}]}
+    train = {"models": [_model("small", "latent", 0.5, batch=16)]}
+    lf = bench_loader.figures(loader, train)
+    assert [f.status for f in lf[:3]] == ["PASS", "MISS", "n/a"]
+    assert math.isclose(lf[3].ratio, 16_000.0 / 32.0)  # best loader rate / step consumption
+
+
+def test_table_and_json(tmp_path):
+    figs = [report.Figure("train", "a", 2.0, "s", "b", 1.0, target="<= 1.15x",
+                          passed=report.at_most(2.0, 1.15)),
+            report.Figure("loader", "b|c", None, target=">= 10k/core", note="failed"),
+            report.Figure("peak", "p", 3.5e11, "FLOP/s")]
+    text = report.text_table(figs)
+    assert "MISS" in text and "n/a" in text and "350 GFLOP/s" in text
+    assert report.fmt(12_000.0, "ECG/s") == "12k ECG/s" and report.fmt(3 * 2**20, "B") == "3 MiB"
+    md = report.markdown_table(figs)
+    assert len(md.splitlines()) == 2 + len(figs) and "b/c" in md
+    out = tmp_path / "bench.json"
+    report.write_json(str(out), figs, report.machine_info(),
+                      {"x": {"nan": float("nan"), "np": np.float32(1.5)}})
+    doc = json.loads(out.read_text())
+    assert [f["status"] for f in doc["figures"]] == ["MISS", "n/a", "-"]
+    assert doc["figures"][0]["ratio"] == 2.0
+    assert doc["sections"]["x"] == {"nan": None, "np": 1.5}
+    assert doc["meta"]["cpu_count"] >= 1
+
+
+def test_cli_rejects_unknown_section():
+    assert parse_args(["--sections", "train,loader"]).sections == ["train", "loader"]
+    with pytest.raises(SystemExit):
+        parse_args(["--sections", "trian"])
