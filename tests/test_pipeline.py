@@ -61,6 +61,7 @@ def test_global_shuffle_is_seeded_and_differs_per_epoch(data_dir):
     assert again == first
     other_seed = sum((ids(b) for b in take(iter(loader(data_dir, seed=8)), 5)), [])
     assert sorted(other_seed) == want and other_seed != first
+    assert other_seed != second  # seed 8, epoch 0 must not replay seed 7, epoch 1
 
 
 def test_two_hosts_disjoint_cover_equal_steps(data_dir):
@@ -170,7 +171,7 @@ def test_eval_batches_cover_split_once(data_dir, process_count, batch):
     assert len(set(counts)) == 1 and counts[0] == -(-(-(-n // process_count)) // batch)
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess  # grain worker processes (~10 s)
 def test_two_workers_yield_the_same_batches_and_resume(data_dir):
     kw = dict(crop_samples=300, amplitude_jitter=0.1, noise_std_mv=0.01)
     expected = take(iter(loader(data_dir, **kw)), 8)
