@@ -6,8 +6,8 @@ import pytest
 from preprocessed_fixture import make_records, write_preprocessed
 
 from lamae_jax.data import PreprocessedECG
-from lamae_jax.data.pipeline import (make_eval_batches, make_train_dataset, make_train_loader, restore_args,
-                                     save_args)
+from lamae_jax.data.pipeline import (make_eval_batches, make_train_dataset, make_train_loader,
+                                     measure_loader_rate, restore_args, save_args)
 
 T = 500
 # 41 records: 25 train (odd, so 2 hosts must drop one per epoch), 9 val, 7 test, interleaved.
@@ -137,6 +137,10 @@ def test_orbax_composite_checkpoint_resumes_exactly(data_dir, tmp_path):
                                                            data=restore_args(fresh)))
     np.testing.assert_array_equal(restored["state"]["w"], state["w"])
     assert_batches_equal(take(restored["data"], 3), expected)
+
+
+def test_measure_loader_rate(data_dir):
+    assert measure_loader_rate(data_dir, batch_size=8, num_workers=0, seconds=0.2, crop_samples=250) > 0
 
 
 def test_bad_arguments(data_dir):
