@@ -61,11 +61,13 @@ def plot_label_efficiency(curves: dict[str, dict], path: str | pathlib.Path) -> 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    ticks = set()
     for name, summary in curves.items():
         pts = sorted((s for s in summary.values() if s.get("n_seeds")), key=lambda s: s["fraction"])
         if not pts:
             continue
         x = np.array([s["fraction"] for s in pts])
+        ticks.update(x.tolist())
         for ax, metric in zip(axes, ("auroc", "auprc")):
             y = np.array([s[f"macro_{metric}"] for s in pts])
             lo = np.array([s[f"macro_{metric}_ci"][0] for s in pts])
@@ -74,6 +76,9 @@ def plot_label_efficiency(curves: dict[str, dict], path: str | pathlib.Path) -> 
             ax.fill_between(x, lo, hi, alpha=0.2)
     for ax, metric in zip(axes, ("AUROC", "AUPRC")):
         ax.set_xscale("log")
+        if ticks:
+            ax.set_xticks(sorted(ticks), [f"{100 * t:g} %" for t in sorted(ticks)])
+            ax.minorticks_off()
         ax.set_xlabel("fraction of training subjects with labels")
         ax.set_ylabel(f"test macro {metric}")
         ax.grid(True, alpha=0.3)

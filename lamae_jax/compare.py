@@ -1,0 +1,137 @@
+"""`python -m lamae_jax.compare --out runs/compare`: the paper's comparison in one command.
+
+Pretrains `latent` (LAMAE), `none` (independent leads) and `joint` (ST-MEM style) from the same
+config with identical budgets (steps, batch, optimiser, seed) and the same preprocessed data, then
+evaluates each with the same linear-probe protocol (same label fractions, subject draws, bootstrap
+replicates), and writes OUT/comparison.md, OUT/comparison.json and OUT/label_efficiency.png.
+Each variant's run lives in OUT/<variant>/ (rerunning resumes or reuses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+import time
+
+VARIANTS = ("latent", "none", "joint")
+
+
+def load_config(spec: str):
+    """'configs/base.py:demo' -> get_config('demo') of that file."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path} not found")
+    module_spec = importlib.util.spec_from_file_location("_lamae_compare_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+def _cell(s: dict | None) -> str:
+    if not s or not s.get("n_seeds"):
+        return "skipped"
+    lo, hi = s["macro_auroc_ci"]
+    return f"{s['macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def comparison_markdown(rows: dict, fractions, meta: dict) -> str:
+    lines = ["# LAMAE vs baselines at equal budget", "",
+             f"Config `{meta['config']}`, {meta['total_steps']} steps of batch {meta['batch_size']} each, "
+             f"data `{meta['data_dir']}`, codes: {meta['codes']}, seeds {meta['seeds']}, "
+             f"test macro AUROC of a linear probe [95 % bootstrap CI over test subjects].", "",
+             "| variant | params | final val loss | train time (s) | "
+             + " | ".join(f"AUROC @ {f:g}" for f in fractions) + " | AUPRC @ "
+             + f"{max(fractions):g} |",
+             "|---|---|---|---|" + "---|" * (len(fractions) + 1)]
+    for v, r in rows.items():
+        summ = r["results"]["summary"]
+        top = summ.get(f"{max(fractions):g}", {})
+        auprc = f"{top['macro_auprc']:.3f}" if top.get("n_seeds") else "–"
+        val = r.get("val_loss")
+        lines.append(f"| {v} | {r.get('params', '–')} | {val if val is None else f'{val:.4f}'} | "
+                     f"{r['train_seconds']:.0f} | "
+                     + " | ".join(_cell(summ.get(f"{f:g}")) for f in fractions) + f" | {auprc} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lamae_jax.evaluate import _floats
+
+    ap = argparse.ArgumentParser(prog="python -m lamae_jax.compare", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output folder (one workdir per variant inside)")
+    ap.add_argument("--config", default="configs/base.py:demo", help="config file[:variant]")
+    ap.add_argument("--total-steps", type=int, default=None, help="override config.total_steps")
+    ap.add_argument("--data", default=None, help="preprocessed directory (default: the config's data)")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0])
+    ap.add_argument("--codes", choices=("all", "salient"), default="all")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--bootstrap", type=int, default=200)
+    args = ap.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        ap.error(f"--variants must be a comma list of {VARIANTS}, got {args.variants!r}")
+
+    from lamae_jax import distributed
+    distributed.maybe_initialize()
+    import jax
+
+    from lamae_jax import eval_report, evaluate, models, trainer
+
+    out = pathlib.Path(args.out).expanduser()
+    base = load_config(args.config)
+    data_dir = args.data
+    rows, meta = {}, None
+    for v in variants:
+        config = load_config(args.config)
+        config.model.cross_lead = v
+        if args.total_steps is not None:
+            config.total_steps = args.total_steps
+        if data_dir:
+            config.data.root = data_dir  # identical data for every variant
+        workdir = out / v
+        print(f"=== {v}: pretraining {config.total_steps} steps in {workdir}", flush=True)
+        t0 = time.time()
+        summary = trainer.train_and_evaluate(config, str(workdir))
+        train_seconds = time.time() - t0
+        data_dir = data_dir or summary["data_dir"]
+        print(f"=== {v}: evaluating", flush=True)
+        results = evaluate.evaluate_workdir(str(workdir), data=data_dir, best=True, codes=args.codes,
+                                            fractions=args.label_fractions, seeds=args.seeds,
+                                            n_boot=args.bootstrap)
+        if jax.process_index() == 0:
+            from lamae_jax import checkpoints
+            params, _ = checkpoints.restore_params(str(workdir), best=True)
+            rows[v] = {"results": results, "val_loss": summary.get("val_loss"),
+                       "train_seconds": train_seconds, "params": models.param_count(params),
+                       "workdir": str(workdir)}
+        meta = {"config": args.config, "total_steps": int(config.total_steps),
+                "batch_size": int(config.batch_size), "data_dir": data_dir, "codes": args.codes,
+                "seeds": args.seeds, "fractions": list(args.label_fractions), "size": base.model.size}
+    if jax.process_index() != 0:
+        return 0
+    table = {v: {"macro_auroc": {k: s.get("macro_auroc") for k, s in r["results"]["summary"].items()},
+                 "macro_auroc_ci": {k: s.get("macro_auroc_ci") for k, s in r["results"]["summary"].items()},
+                 "macro_auprc": {k: s.get("macro_auprc") for k, s in r["results"]["summary"].items()},
+                 "val_loss": r["val_loss"], "params": r["params"], "train_seconds": r["train_seconds"],
+                 "results": os.path.join(r["workdir"], "eval", "results.json")}
+             for v, r in rows.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.json").write_text(json.dumps({"meta": meta, "variants": table}, indent=1))
+    md = comparison_markdown(rows, args.label_fractions, meta)
+    (out / "comparison.md").write_text(md)
+    eval_report.plot_label_efficiency({v: r["results"]["summary"] for v, r in rows.items()},
+                                      out / "label_efficiency.png")
+    print(md)
+    print(f"wrote {out}/comparison.md, comparison.json, label_efficiency.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""End to end on a smoke-trained workdir: evaluate CLI, export CLI, Embedder.from_workdir."""
+
+import json
+import pathlib
+import sys
+
+import jax
+import numpy as np
+import pytest
+from preprocessed_fixture import make_records, write_preprocessed
+
+from lamae_jax import Embedder, embedding
+from lamae_jax.data import PreprocessedECG
+from lamae_jax.data.signal import PreprocessParams, preprocess_signal
+from lamae_jax.evaluate import main as evaluate_main
+from lamae_jax.export import main as export_main
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "configs"))
+T = 500  # 2 s at 250 Hz keeps the smoke run cheap
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    import base
+
+    from lamae_jax import trainer
+
+    root = tmp_path_factory.mktemp("e2e")
+    data_dir = write_preprocessed(root / "pp", make_records(60, num_samples=T, seed=0), chunk_size=16)
+    (data_dir / "preprocess_config.json").write_text(json.dumps(PreprocessParams(duration_s=2.0).to_dict()))
+    c = base.get_config("smoke")
+    c.data.root = str(data_dir)
+    c.model.num_samples = T
+    c.data.crop_samples = T
+    c.total_steps = 2
+    c.eval_every = 1
+    c.checkpoint.every = 1
+    w = root / "w"
+    trainer.train_and_evaluate(c, str(w))
+    return w, data_dir
+
+
+def test_evaluate_cli_writes_results(workdir, capsys):
+    w, _ = workdir
+    assert evaluate_main(["--workdir", str(w), "--label-fractions", "0.5,1.0", "--seeds", "2",
+                          "--bootstrap", "20", "--batch-size", "8"]) == 0
+    r = json.loads((w / "eval" / "results.json").read_text())
+    assert set(r["summary"]) == {"0.5", "1"}
+    for s in r["summary"].values():
+        assert s["n_seeds"] == 0 or 0.0 <= s["macro_auroc"] <= 1.0
+    assert r["summary"]["1"]["n_seeds"] == 1 and r["meta"]["cross_lead"] == "latent"
+    assert all(0.0 <= st["macro_auroc"] <= 1.0 for st in r["settings"])
+    for name in ("results.md", "label_efficiency.png", "lead_attention.png"):
+        assert (w / "eval" / name).stat().st_size > 100
+    assert "fraction 1: macro AUROC" in capsys.readouterr().out
+    assert evaluate_main(["--workdir", str(w / "nope")]) == 2
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_export_cli_rows_follow_manifest(workdir, tmp_path):
+    w, data_dir = workdir
+    out = tmp_path / "emb.npz"
+    assert export_main(["--workdir", str(w), "--split", "val", "--out", str(out), "--lead-embeddings",
+                        "--batch-size", "8"]) == 0
+    ds = PreprocessedECG(data_dir, "val")
+    with np.load(out, allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["study_id"], ds.manifest["study_id"])
+        assert z["embeddings"].shape == (len(ds), 32) and z["lead_embeddings"].shape == (len(ds), 12, 32)
+        assert z["labels"].shape == (len(ds), len(ds.vocabulary))
+        emb = z["embeddings"]
+    model, params, _ = embedding.load_model(w)  # latest step
+    x = np.stack([ds[i]["signal"] for i in range(len(ds))])
+    m = np.stack([ds[i]["lead_mask"] for i in range(len(ds))])
+    want, _ = jax.jit(lambda p: model.apply({"params": p}, x, m, method="encode"))(params)
+    np.testing.assert_allclose(emb, np.asarray(want), atol=1e-5, rtol=1e-5)
+
+
+def test_embedder_from_workdir_uses_checkpoint_and_saved_preprocessing(workdir):
+    w, _ = workdir
+    rng = np.random.default_rng(0)
+    raw = np.cumsum(rng.normal(scale=0.05, size=(12, 1000)), axis=1)  # 2 s at 500 Hz
+    names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    e2, e1 = Embedder.from_workdir(w), Embedder.from_workdir(w, step=1)
+    assert e2.params_pre.duration_s == 2.0  # read from the data's preprocess_config.json
+    v2, v1 = e2.embed(raw, 500, names), e1.embed(raw, 500, names)
+    assert v2.shape == (32,) and not np.allclose(v1, v2)
+    model, params, _ = embedding.load_model(w)
+    pre = preprocess_signal(raw, 500, names, PreprocessParams(duration_s=2.0))
+    sig = np.rint(pre.signal * 1000) / 1000  # int16 storage in µV, as in the shards
+    want, _ = model.apply({"params": params}, sig[None].astype(np.float32), pre.lead_mask[None],
+                          method="encode")
+    np.testing.assert_allclose(v2, np.asarray(want)[0], atol=1e-4)
