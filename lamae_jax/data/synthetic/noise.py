@@ -48,22 +48,26 @@ def apply_quirks(rng: np.random.Generator, signal: np.ndarray, rates: dict | Non
     """
     rates = QUIRK_RATES if rates is None else rates
     draws = rng.random(3)
-    applied = []
+    applied, spared = [], set()
     n_leads, n = signal.shape
-    if draws[0] < rates.get("nan", 0.0):
-        length = int(rng.integers(50, 1500))
-        start = int(rng.choice([0, n - length, int(rng.integers(0, n - length))]))
-        leads = np.arange(n_leads) if rng.random() < 0.5 else rng.choice(n_leads, int(rng.integers(1, 4)), False)
-        signal[np.ix_(leads, np.arange(start, start + length))] = np.nan
-        applied.append("nan")
+    zero = int(rng.integers(n_leads))
     if draws[1] < rates.get("zero_lead", 0.0):
-        signal[int(rng.integers(n_leads))] = 0.0
+        signal[zero] = 0.0
         applied.append("zero_lead")
+        spared.add(zero)
     if draws[2] < rates.get("saturation", 0.0):
-        lead = int(rng.integers(n_leads))
+        lead = (zero + int(rng.integers(1, n_leads))) % n_leads  # never the zeroed lead
         start, length = int(rng.integers(0, n - 400)), int(rng.integers(100, 400))
         level = rng.choice([-1.0, 1.0]) * rng.uniform(10.5, 30.0)
         seg = np.arange(length)
         signal[lead, start:start + length] += level * (1.0 - np.exp(-seg / 15.0))
         applied.append("saturation")
+        spared.add(lead)
+    if draws[0] < rates.get("nan", 0.0):  # NaN runs spare the leads above so each quirk stays visible
+        length = int(rng.integers(50, 1500))
+        start = int(rng.choice([0, n - length, int(rng.integers(0, n - length))]))
+        leads = np.arange(n_leads) if rng.random() < 0.5 else rng.choice(n_leads, int(rng.integers(1, 4)), False)
+        leads = np.array([k for k in leads if k not in spared] or [k for k in range(n_leads) if k not in spared])
+        signal[np.ix_(leads, np.arange(start, start + length))] = np.nan
+        applied.append("nan")
     return applied
