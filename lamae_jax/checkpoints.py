@@ -1,0 +1,160 @@
+"""Orbax checkpoints of the train state and the Grain iterator; preemption; `restore_params`.
+
+Layout: W/checkpoints/<step>/{state,data,metrics}. Kept: the latest `keep` steps plus the `keep_best`
+lowest validation losses (AnyPreservationPolicy, so the latest is never evicted by BestN).
+"""
+
+from __future__ import annotations
+
+import json
+import logging as std_logging
+import os
+import signal
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from absl import logging
+from grain.checkpoint import CheckpointRestore, CheckpointSave
+from orbax.checkpoint import checkpoint_managers as cm
+
+VAL_METRIC = "val_loss"
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
+
+
+def _val_metric(metrics) -> float:
+    return metrics[VAL_METRIC]
+
+
+class _QuietUntrackedSaves(std_logging.Filter):
+    """Orbax warns on every save without metrics; most of ours have none on purpose."""
+
+    def filter(self, record):
+        return "did not provide metrics" not in record.getMessage()
+
+
+std_logging.getLogger("absl").addFilter(_QuietUntrackedSaves())
+
+
+def make_manager(workdir: str, *, keep: int = 3, keep_best: int = 1, read_only: bool = False,
+                 async_save: bool = True) -> ocp.CheckpointManager:
+    policy = cm.AnyPreservationPolicy([
+        cm.LatestN(n=max(keep, 1)),
+        cm.BestN(get_metric_fn=_val_metric, reverse=True, n=keep_best,
+                 keep_checkpoints_without_metrics=False),
+    ])
+    # best_fn only makes Orbax write the metrics of each step (read back by best_step below).
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=policy, best_fn=_val_metric, best_mode="min",
+        create=not read_only, read_only=read_only,
+        enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only)
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
+                                 item_names=("state", "data"))
+
+
+def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_iter: Any | None,
+         val_loss: float | None = None) -> None:
+    """Async save (returns once device buffers are copied); call mgr.wait_until_finished() at exit."""
+    items = {"state": ocp.args.StandardSave(state)}
+    if data_iter is not None:
+        items["data"] = CheckpointSave(data_iter)
+    metrics = {VAL_METRIC: float(val_loss)} if val_loss is not None else None
+    mgr.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+
+
+def restore(mgr: ocp.CheckpointManager, step: int, abstract_state: Any, data_iter: Any | None):
+    """Restores into `abstract_state` (ShapeDtypeStructs carrying shardings) and the iterator."""
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iter is not None:
+        items["data"] = CheckpointRestore(data_iter)
+    out = mgr.restore(step, args=ocp.args.Composite(**items))
+    return out["state"], (out["data"] if data_iter is not None else None)
+
+
+def best_step(mgr: ocp.CheckpointManager) -> int | None:
+    """Step with the lowest validation loss among kept checkpoints (mgr.best_step ignores BestN)."""
+    scored = []
+    for step in mgr.all_steps():
+        m = mgr.metrics(step)
+        if m and VAL_METRIC in m:
+            scored.append((float(m[VAL_METRIC]), step))
+    return min(scored)[1] if scored else None
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(os.path.expanduser(workdir), "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {workdir!r} a lamae_jax training workdir?")
+    with open(path, encoding="utf-8") as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def restore_params(workdir: str, step: int | None = None, best: bool = False):
+    """(params, config) of a training run, on the default device, for evaluation and export.
+
+    step=None: the latest checkpoint (best=True: the lowest validation loss instead).
+    """
+    from lamae_jax import trainer  # late import: trainer imports this module
+
+    config = load_config(workdir)
+    mgr = make_manager(workdir, read_only=True)
+    try:
+        if step is None:
+            step = best_step(mgr) if best else mgr.latest_step()
+            if step is None and best:
+                step = mgr.latest_step()
+                logging.warning("no checkpoint with a validation loss in %s; using latest step %s",
+                                workdir, step)
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint found in {checkpoint_dir(workdir)}")
+        if step not in mgr.all_steps():
+            raise FileNotFoundError(f"step {step} not in {checkpoint_dir(workdir)}: "
+                                    f"available {list(mgr.all_steps())}")
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = trainer.abstract_train_state(config)
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                                abstract)
+        state, _ = restore(mgr, step, abstract, None)
+    finally:
+        mgr.close()
+    return state.params, config
+
+
+class PreemptionWatcher:
+    """SIGTERM or a cluster preemption notice -> `should_stop(step)` becomes True on every host.
+
+    With several processes, jax.distributed's preemption sync manager (which owns SIGTERM) lets all
+    hosts agree on the same step; a single process installs its own SIGTERM handler.
+    """
+
+    def __init__(self):
+        self._flag = False
+        self._multi = jax.process_count() > 1
+        self._previous = None
+        if not self._multi:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        del frame
+        logging.warning("signal %d received: saving a checkpoint and exiting", signum)
+        self._flag = True
+
+    def should_stop(self, step: int) -> bool:
+        if self._flag:
+            return True
+        if self._multi:
+            try:
+                from jax.experimental import multihost_utils
+                self._flag = bool(multihost_utils.reached_preemption_sync_point(step))
+            except (RuntimeError, AttributeError):  # no preemption service on this platform
+                return False
+        return self._flag
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None

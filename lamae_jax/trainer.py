@@ -1,0 +1,387 @@
+"""train_and_evaluate(config, workdir): sharded MAE pretraining with exact resume.
+
+RNG streams are derived from (seed, step) by fold_in, the Grain iterator is checkpointed with the
+state, and a non-finite step leaves the state untouched, so a resumed run (after SIGTERM or kill -9)
+continues exactly where the interrupted one was, and no checkpoint ever holds non-finite params.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from lamae_jax import checkpoints, sharding
+from lamae_jax.metrics_writer import MetricsWriter, StepTimer
+
+CROSS_LEAD = ("latent", "none", "joint")
+SIZES = ("tiny", "small", "base")
+
+
+class ConfigError(ValueError):
+    """A configuration problem found at start-up; the message says what to change."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a non-finite loss, gradient or parameter; the run stops without saving."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array  # base PRNG key (uint32[2]); per-step keys are fold_in(rng, step)
+
+
+# ---------------------------------------------------------------- components (patchable in tests)
+def build_model(config: ml_collections.ConfigDict):
+    from lamae_jax import models
+    return models.build(config.model)
+
+
+def loss_fn(recon, target, loss_mask, norm_pix: bool):
+    from lamae_jax import losses
+    return losses.masked_patch_mse(recon, target, loss_mask, norm_pix=norm_pix)
+
+
+def make_train_iterator(config: ml_collections.ConfigDict, data_dir: str):
+    from lamae_jax.data import pipeline
+    loader = pipeline.make_train_loader(
+        data_dir, split="train", global_batch_size=config.batch_size, seed=config.data.shuffle_seed,
+        crop_samples=config.data.crop_samples, amplitude_jitter=config.data.amplitude_jitter,
+        noise_std_mv=config.data.noise_std_mv, num_workers=config.data.num_workers,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    return iter(loader)
+
+
+def make_eval_iterator(config: ml_collections.ConfigDict, data_dir: str):
+    from lamae_jax.data import pipeline
+    return pipeline.make_eval_batches(
+        data_dir, "val", per_host_batch_size=config.batch_size // jax.process_count(),
+        process_index=jax.process_index(), process_count=jax.process_count())
+
+
+def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
+    if config.data.root:
+        return os.path.abspath(os.path.expanduser(config.data.root))
+    from lamae_jax import synthetic_cache
+    return synthetic_cache.ensure_synthetic_dataset(config.data)
+
+
+# ---------------------------------------------------------------- validation
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError listing every problem with the flag that fixes it."""
+    problems = []
+    n_dev, n_proc = jax.device_count(), jax.process_count()
+    if config.batch_size <= 0 or config.batch_size % n_dev:
+        ok = max(n_dev, (config.batch_size // n_dev) * n_dev)
+        problems.append(
+            f"config.batch_size={config.batch_size} must be a positive multiple of the device count "
+            f"{n_dev} ({n_proc} process(es) x {jax.local_device_count()} local devices): "
+            f"use e.g. --config.batch_size={ok}")
+    if config.mesh.fsdp < 1 or n_dev % config.mesh.fsdp:
+        divisors = [d for d in range(1, n_dev + 1) if n_dev % d == 0]
+        problems.append(f"config.mesh.fsdp={config.mesh.fsdp} must divide the device count {n_dev}: "
+                        f"use --config.mesh.fsdp=one of {divisors}")
+    if config.model.cross_lead not in CROSS_LEAD:
+        problems.append(f"config.model.cross_lead={config.model.cross_lead!r} is unknown: "
+                        f"use --config.model.cross_lead=one of {', '.join(CROSS_LEAD)}")
+    if config.model.size not in SIZES:
+        problems.append(f"config.model.size={config.model.size!r} is unknown: use one of {SIZES}")
+    if config.total_steps <= 0:
+        problems.append(f"config.total_steps={config.total_steps} must be > 0")
+    for name in ("log_every", "eval_every"):
+        if config[name] <= 0:
+            problems.append(f"config.{name}={config[name]} must be > 0")
+    if config.checkpoint.every <= 0:
+        problems.append(f"config.checkpoint.every={config.checkpoint.every} must be > 0")
+    p = config.model.patch_size
+    if config.data.crop_samples % p or config.data.crop_samples > config.model.num_samples:
+        problems.append(f"config.data.crop_samples={config.data.crop_samples} must be a multiple of "
+                        f"model.patch_size={p} and <= model.num_samples={config.model.num_samples}")
+    if config.data.root:
+        root = os.path.expanduser(config.data.root)
+        if not os.path.isdir(root):
+            problems.append(f"config.data.root={config.data.root!r} does not exist: point it at a "
+                            f"directory written by `python -m lamae_jax.preprocess --out DIR`, or "
+                            f"set --config.data.root='' to use the embedded synthetic data")
+        elif not os.path.exists(os.path.join(root, "manifest.csv")):
+            problems.append(f"config.data.root={config.data.root!r} has no manifest.csv: it is not a "
+                            f"preprocessed dataset (run `python -m lamae_jax.preprocess` first)")
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+# ---------------------------------------------------------------- optimisation
+def peak_lr(config) -> float:
+    return config.optim.base_lr * config.batch_size / 256
+
+
+def make_schedule(config) -> optax.Schedule:
+    """Linear warmup 0 -> peak, then cosine to 0 at total_steps (a run shorter than warmup stays in it)."""
+    lr, warm = peak_lr(config), max(int(config.optim.warmup_steps), 0)
+    decay = max(int(config.total_steps) - warm, 1)
+    cosine = optax.cosine_decay_schedule(lr, decay)
+    if warm == 0:
+        return cosine
+    warmup = optax.linear_schedule(0.0, lr, warm)
+    return optax.join_schedules([warmup, cosine], [warm])
+
+
+def _decay_mask(params):
+    """Weight decay on matrices only: not on biases, norm scales, tokens or embeddings' 1-D params."""
+    def keep(path, x):
+        names = "/".join(str(getattr(k, "key", k)) for k in path).lower()
+        return x.ndim >= 2 and not any(s in names for s in ("norm", "bias", "token"))
+    return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    o = config.optim
+    return optax.chain(
+        optax.clip_by_global_norm(o.grad_clip),
+        optax.adamw(make_schedule(config), b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
+                    mask=_decay_mask))
+
+
+# ---------------------------------------------------------------- state and steps
+def _dummy_inputs(config, batch: int = 1):
+    signal = jnp.zeros((batch, config.model.num_leads, config.data.crop_samples), jnp.float32)
+    return signal, jnp.ones((batch, config.model.num_leads), bool)
+
+
+def init_train_state(config, model, tx) -> TrainState:
+    rng = jax.random.PRNGKey(config.seed)
+    k_params, k_mask, k_drop = jax.random.split(jax.random.fold_in(rng, 0), 3)
+    signal, lead_mask = _dummy_inputs(config)
+    variables = model.init({"params": k_params, "mask": k_mask, "dropout": k_drop},
+                           signal, lead_mask, train=True)
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
+
+
+def abstract_train_state(config) -> TrainState:
+    """ShapeDtypeStruct tree of the train state (no memory, no shardings)."""
+    model, tx = build_model(config), make_optimizer(config)
+    return jax.eval_shape(functools.partial(init_train_state, config, model, tx))
+
+
+def _step_rngs(state: TrainState, stream: int):
+    key = jax.random.fold_in(jax.random.fold_in(state.rng, stream), state.step)
+    return dict(zip(("mask", "dropout"), jax.random.split(key)))
+
+
+def make_train_step(config, model, tx, schedule):
+    norm_pix = bool(config.model.norm_pix_loss)
+
+    def train_step(state: TrainState, batch):
+        rngs = _step_rngs(state, 1)
+
+        def objective(params):
+            recon, aux = model.apply({"params": params}, batch["signal"], batch["lead_mask"],
+                                     train=True, rngs=rngs)
+            return loss_fn(recon, aux["target"], aux["loss_mask"], norm_pix)
+
+        loss, grads = jax.value_and_grad(objective)(state.params)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        param_norm = optax.tree.norm(params)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm)
+        # Never let a non-finite update into the state: the run stops, the state stays saveable.
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        new_state = state.replace(step=state.step + 1, params=jax.tree.map(keep, params, state.params),
+                                  opt_state=jax.tree.map(keep, opt_state, state.opt_state))
+        metrics = {"loss": loss, "grad_norm": grad_norm, "param_norm": param_norm,
+                   "lr": schedule(state.step), "finite": finite}
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(config, model):
+    norm_pix = bool(config.model.norm_pix_loss)
+
+    def eval_step(state: TrainState, batch, index):
+        # Fixed masks per eval batch (independent of the training step): val losses are comparable.
+        key = jax.random.fold_in(jax.random.fold_in(state.rng, 2), index)
+        recon, aux = model.apply({"params": state.params}, batch["signal"], batch["lead_mask"],
+                                 train=False, rngs={"mask": key})
+        mask = aux["loss_mask"] & batch["valid"][:, None, None]
+        count = jnp.sum(mask).astype(jnp.float32)
+        loss = loss_fn(recon, aux["target"], mask, norm_pix)
+        total = jnp.where(count > 0, loss * count, 0.0)
+        sample = {"recon": recon[0], "target": aux["target"][0], "patch_mask": aux["patch_mask"][0],
+                  "lead_mask": batch["lead_mask"][0]}
+        return total, count, sample
+
+    return eval_step
+
+
+# ---------------------------------------------------------------- the run
+def _write_config(config, workdir: str, data_dir: str) -> None:
+    """W/config.json (resolved) lets evaluation rebuild the model; refuse a different model on resume."""
+    resolved = config.to_dict()
+    resolved["data"]["root"] = data_dir
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        if old.get("model") != resolved["model"]:
+            diff = {k: (old.get("model", {}).get(k), v) for k, v in resolved["model"].items()
+                    if old.get("model", {}).get(k) != v}
+            raise ConfigError(f"{workdir} holds a run with a different model config {diff} "
+                              f"(old, new): use a new --workdir or the same model settings")
+    if jax.process_index() == 0:
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(resolved, f, indent=2, sort_keys=True)
+        os.replace(path + ".tmp", path)
+        with open(os.path.join(workdir, "data_dir.txt"), "w", encoding="utf-8") as f:
+            f.write(data_dir + "\n")
+
+
+def _evaluate(config, state, eval_step, data_dir, mesh, writer, workdir, step):
+    total, count, sample = 0.0, 0.0, None
+    for i, batch in enumerate(make_eval_iterator(config, data_dir)):
+        if config.eval_batches and i >= config.eval_batches:
+            break
+        arrays = sharding.global_batch(
+            {k: batch[k] for k in ("signal", "lead_mask", "valid")}, mesh)
+        t, c, s = eval_step(state, arrays, jnp.int32(i))
+        total, count = total + float(t), count + float(c)
+        sample = sample if sample is not None else s
+    if count == 0:
+        writer.log(f"step {step}: no validation records, skipping validation")
+        return None
+    val_loss = total / count
+    writer.write(step, {"val_loss": val_loss})
+    writer.log(f"step {step}: val_loss {val_loss:.4f}")
+    if writer.enabled and sample is not None:
+        from lamae_jax import plotting
+        s = jax.device_get(sample)
+        plotting.plot_reconstruction(os.path.join(workdir, "plots", f"step_{step:07d}.png"),
+                                     s["target"], s["recon"], s["patch_mask"], s["lead_mask"],
+                                     title=f"step {step}  val_loss {val_loss:.4f}")
+    return val_loss
+
+
+def _check_finite(history, step_offset: int, mgr) -> None:
+    for i, m in enumerate(history):
+        if not bool(m["finite"]):
+            mgr.wait_until_finished()
+            step = step_offset + i + 1
+            raise NonFiniteLossError(
+                f"non-finite training step {step}: loss={float(m['loss'])}, grad_norm="
+                f"{float(m['grad_norm'])}, param_norm={float(m['param_norm'])}. The run stops and "
+                f"writes no checkpoint of this state (latest good checkpoint: step "
+                f"{mgr.latest_step()}). Lower --config.optim.base_lr, raise "
+                f"--config.optim.warmup_steps or check the data.")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains to config.total_steps (resuming from workdir); returns a summary dict.
+
+    summary: {'step', 'preempted', 'val_loss', 'final_loss', 'data_dir'}.
+    """
+    validate_config(config)
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    os.makedirs(workdir, exist_ok=True)
+    data_dir = resolve_data_dir(config)
+    _write_config(config, workdir, data_dir)
+
+    mesh = sharding.make_mesh(config.mesh.fsdp)
+    model, tx, schedule = build_model(config), make_optimizer(config), make_schedule(config)
+    init = functools.partial(init_train_state, config, model, tx)
+    abstract = jax.eval_shape(init)
+    state_sharding = sharding.state_shardings(mesh, abstract)
+    repl = sharding.replicated(mesh)
+    bsh = sharding.batch_sharding(mesh)
+    train_step = jax.jit(make_train_step(config, model, tx, schedule),
+                         in_shardings=(state_sharding, bsh), out_shardings=(state_sharding, repl),
+                         donate_argnums=(0,))
+    eval_step = jax.jit(make_eval_step(config, model), in_shardings=(state_sharding, bsh, repl),
+                        out_shardings=repl)
+
+    mgr = checkpoints.make_manager(workdir, keep=config.checkpoint.keep,
+                                   keep_best=config.checkpoint.keep_best)
+    train_iter = make_train_iterator(config, data_dir)
+    start = mgr.latest_step()
+    if start is not None:
+        target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                              abstract, state_sharding)
+        state, train_iter = checkpoints.restore(mgr, start, target, train_iter)
+    else:
+        start = 0
+        state = jax.jit(init, out_shardings=state_sharding)()
+
+    writer = MetricsWriter(workdir, enabled=jax.process_index() == 0,
+                           total_steps=config.total_steps, resume_step=start)
+    if start:
+        writer.log(f"resumed from {checkpoints.checkpoint_dir(workdir)} at step {start}")
+    else:
+        from lamae_jax.models import param_count
+        n_params = param_count(state.params)
+        writer.log(f"model {config.model.size}/{config.model.cross_lead}: {n_params:,} parameters; "
+                   f"{jax.process_count()} process(es), {jax.device_count()} devices, mesh "
+                   f"{dict(mesh.shape)}, global batch {config.batch_size}, peak lr {peak_lr(config):.3g}")
+        writer.write(0, {"param_count": n_params})
+
+    watcher = checkpoints.PreemptionWatcher()
+    timer, history, hist_start = StepTimer(), [], start
+    val_loss, last_loss, preempted, step = None, None, False, start
+    try:
+        while step < config.total_steps:
+            if watcher.should_stop(step):
+                preempted = True
+                break
+            batch = sharding.global_batch(next(train_iter), mesh)
+            state, metrics = train_step(state, batch)
+            history.append(metrics)
+            step += 1
+            timer.tick()
+            if step == start + 1:  # exclude compilation from the rate
+                jax.block_until_ready(metrics)
+                timer.window()
+            evaluate = step % config.eval_every == 0 or step == config.total_steps
+            save = evaluate or step % config.checkpoint.every == 0
+            if step % config.log_every == 0 or save:
+                history = jax.device_get(history)
+                _check_finite(history, hist_start, mgr)
+                dt = timer.window() if timer.steps else float("nan")
+                last_loss = float(np.mean([m["loss"] for m in history]))
+                writer.write(step, {"loss": last_loss, "lr": history[-1]["lr"],
+                                    "grad_norm": float(np.mean([m["grad_norm"] for m in history])),
+                                    "ecg_per_s": config.batch_size / dt, "step_time": dt})
+                writer.progress(step, last_loss, config.batch_size / dt, dt)
+                history, hist_start = [], step
+            if evaluate:
+                val_loss = _evaluate(config, state, eval_step, data_dir, mesh, writer, workdir, step)
+            if save:
+                checkpoints.save(mgr, step, state, train_iter, val_loss if evaluate else None)
+            if evaluate or save:
+                timer.reset()
+        if preempted or history:
+            history = jax.device_get(history)
+            _check_finite(history, hist_start, mgr)
+            if step not in mgr.all_steps():
+                checkpoints.save(mgr, step, state, train_iter)
+            if preempted:
+                writer.log(f"preempted: saved a checkpoint at step {step}; rerun the same command "
+                           f"to resume")
+        mgr.wait_until_finished()
+    finally:
+        watcher.close()
+        writer.close()
+        mgr.close()
+    return {"step": step, "preempted": preempted, "val_loss": val_loss, "final_loss": last_loss,
+            "data_dir": data_dir}

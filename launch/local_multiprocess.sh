@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Several JAX processes on this machine (CPU, simulated devices): exercises the multi-host code
+# paths (jax.distributed, per-host batches, Orbax multi-process saves) without a cluster.
+#
+#   NUM_PROCESSES=2 DEVICES_PER_PROCESS=4 launch/local_multiprocess.sh \
+#       --config=configs/base.py:smoke --workdir=runs/mp
+#
+# Every argument goes to `python -m lamae_jax.train`. Env: NUM_PROCESSES (2), DEVICES_PER_PROCESS
+# (1), PORT (a free one), PYTHON (python), LOG_DIR (process i writes LOG_DIR/process_i.log; default:
+# all output to this terminal). Exits non-zero if any process fails, after stopping the others.
+set -euo pipefail
+
+NUM_PROCESSES="${NUM_PROCESSES:-2}"
+DEVICES_PER_PROCESS="${DEVICES_PER_PROCESS:-1}"
+PYTHON="${PYTHON:-python}"
+PORT="${PORT:-$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("localhost",0)); print(s.getsockname()[1])')}"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap cleanup INT TERM
+
+for ((i = 0; i < NUM_PROCESSES; i++)); do
+  if [[ -n "${LOG_DIR:-}" ]]; then
+    mkdir -p "$LOG_DIR"
+    out="$LOG_DIR/process_$i.log"
+  else
+    out=/dev/stdout
+  fi
+  JAX_PLATFORMS=cpu JAX_NUM_CPU_DEVICES="$DEVICES_PER_PROCESS" \
+  LAMAE_COORDINATOR="localhost:$PORT" LAMAE_NUM_PROCESSES="$NUM_PROCESSES" LAMAE_PROCESS_ID="$i" \
+    "$PYTHON" -m lamae_jax.train "$@" >"$out" 2>&1 &
+  pids+=($!)
+done
+
+status=0
+for pid in "${pids[@]}"; do
+  if ! wait "$pid"; then
+    status=1
+    cleanup
+  fi
+done
+exit "$status"
