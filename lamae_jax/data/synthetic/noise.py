@@ -23,7 +23,7 @@ def electrode_noise(rng: np.random.Generator, n: int, fs: float, mains_hz: float
     tc = np.arange(0, n, step) / fs
     freqs = np.concatenate([rng.uniform(0.15, 0.35, 1), rng.uniform(0.03, 0.15, 3)])
     slow = np.repeat(np.sin(2 * np.pi * freqs[:, None] * tc[None, :] + rng.uniform(0, 6.3, (4, 1))), step, axis=1)
-    wander_amp = rng.uniform(0.01, 0.06) * (3.0 if noisy else 1.0)
+    wander_amp = rng.uniform(0.02, 0.1) * (3.0 if noisy else 1.0)
     weights = np.empty((9, 4))
     weights[:, 0] = wander_amp * rng.uniform(-1, 1, 9)  # baseline wander: respiration
     weights[:, 1:] = wander_amp * rng.uniform(0, 0.6, (9, 3))  # and slow electrode drift

@@ -30,7 +30,7 @@ def _dir(theta_deg: float, z: float) -> np.ndarray:
 # Precordial lead vectors (unit) and gains (electrodes closer to the heart see more voltage).
 _PRECORDIAL = np.stack([
     _unit(-0.45, 0.05, 0.89), _unit(-0.05, 0.08, 1.0), _unit(0.30, 0.12, 0.95),
-    _unit(0.58, 0.22, 0.78), _unit(0.85, 0.25, 0.45), _unit(0.98, 0.20, 0.05),
+    _unit(0.58, 0.3, 0.78), _unit(0.8, 0.4, 0.42), _unit(0.85, 0.5, -0.1),
 ])
 _PRECORDIAL_GAIN = np.array([2.0, 3.1, 2.9, 2.1, 1.65, 1.3])
 _LIMB = np.array([[1.0, 0.0, 0.0], [0.5, math.sqrt(3) / 2, 0.0]])  # I, II
@@ -77,13 +77,13 @@ def _record_params(rng, names, hr, axis_deg, amplitude):
     p["pr"] = rng.uniform(0.215, 0.32) if "avb1" in names else rng.uniform(0.125, 0.19)
     p["qtc"] = rng.uniform(0.39, 0.45)
     p["z_r"] = rng.uniform(-0.35, -0.1)
-    p["t_theta"] = float(np.clip(rng.normal(45, 12), 15, 75))
+    p["t_theta"] = float(np.clip(rng.normal(40, 20), -10, 90))
     p["lvh_gain"] = rng.uniform(1.9, 2.5) if "lvh" in names else 1.0
     p["lvh_strain"] = "lvh" in names and rng.random() < 0.5
     p["p_amp"] = rng.uniform(0.08, 0.13) * p["scale"]
     # Per-record jitter of each wave's direction: real heart-vector loops differ between people.
     p["jitter"] = {k: rng.normal(0.0, 0.22, 3) for k in ("q_septal", "s", "r_prime", "p_ra", "p_la")}
-    p["jitter"]["t"] = rng.normal(0.0, 0.4, 3)
+    p["jitter"]["t"] = rng.normal(0.0, 0.5, 3)
     # Electrode placement and torso shape vary: each record sees slightly different precordial vectors.
     p["precordial"] = _PRECORDIAL_GAIN[:, None] * (_PRECORDIAL + rng.normal(0.0, 0.12, _PRECORDIAL.shape))
     return p
@@ -215,6 +215,8 @@ def heart_vector(rng, names, fs, num_samples, params):
             c = r_times + lb.offset
         _render(g, c, np.full(c.shape, lb.amp), lb.sigma, lb.sigma_r, fs)
         dipole += lb.direction[:, None] * g[None, :]
+        if lb.kind == "t":
+            t_part = lb.direction[:, None] * g[None, :]
     st_dirs = []
     if "stemi_anterior" in names:
         st_dirs.append(_unit(-0.05, -0.45, 0.9) * rng.uniform(0.2, 0.4))
@@ -233,7 +235,7 @@ def heart_vector(rng, names, fs, num_samples, params):
         "qrs_ms": (qrs_off - qrs_on) * 1000.0, "qt_ms": qt0 * 1000.0,
         "pr_ms": None if "af" in names else params["pr"] * 1000.0,
         "p_ms": None if "af" in names else (0.03 + 2 * _CUT * 0.014) * 1000.0,
-        "r_times": r_times,
+        "r_times": r_times, "t_part": t_part,
     }
     timing["axis_deg"] = _qrs_axis(lobes)
     t_area = t_lobe.amp * t_lobe.direction
@@ -262,8 +264,10 @@ def synthesize_ecg(rng: np.random.Generator, conditions=(), fs: float = 500, num
     params = _record_params(rng, names, hr, axis_deg, amplitude)
     _aim_axis(names, params)
     dipole, timing = heart_vector(rng, names, fs, num_samples, params)
-    limb = _LIMB @ dipole
-    prec = params["precordial"] @ dipole
+    # Non-dipolar part: repolarisation seen by each electrode differs a little from the dipole's view.
+    t_gain = rng.lognormal(0.0, 0.3, 8) - 1.0
+    limb = _LIMB @ dipole + t_gain[:2, None] * (_LIMB @ timing["t_part"])
+    prec = params["precordial"] @ dipole + t_gain[2:, None] * (params["precordial"] @ timing["t_part"])
     if noise:
         d_i, d_ii, d_v = noise_mod.electrode_noise(rng, num_samples, fs, mains_hz)
         limb = limb + np.stack([d_i, d_ii])
