@@ -13,7 +13,7 @@ CROSS_LEAD = ("latent", "none", "joint")
 
 # encoder/decoder widths, depths and heads; latents. `base` is the paper scale (ViT-B encoder).
 SIZES: dict[str, dict[str, int]] = {
-    "tiny": dict(encoder_width=32, encoder_depth=2, encoder_heads=2, decoder_width=32,
+    "tiny": dict(encoder_width=32, encoder_depth=1, encoder_heads=2, decoder_width=32,
                  decoder_depth=1, decoder_heads=2, num_latents=4, latent_depth=1),
     "small": dict(encoder_width=192, encoder_depth=4, encoder_heads=3, decoder_width=128,
                   decoder_depth=2, decoder_heads=4, num_latents=16, latent_depth=2),
