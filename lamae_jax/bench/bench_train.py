@@ -183,6 +183,7 @@ def measure_step(config, batch_size: int, *, num_devices: int | None = None, min
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
+    stats = devices[0].memory_stats() or {}  # GPU/TPU: the allocator's own high-water mark
     m = config.model
     return {
         "size": m.size, "cross_lead": m.cross_lead, "dtype": m.dtype, "step_fn": source,
@@ -192,6 +193,7 @@ def measure_step(config, batch_size: int, *, num_devices: int | None = None, min
         "ecg_per_s": batch_size / step_s,
         "flops_per_step": flops, "flops_per_s": (flops / step_s) if flops else None,
         "xla_memory_bytes": mem, "rss_peak_bytes": rss_peak_bytes(),
+        "device_peak_bytes": stats.get("peak_bytes_in_use"),
         "loss": float(metrics["loss"]),
     }
 
@@ -300,8 +302,11 @@ def figures(res: dict, peak_flops: float | None, gpu: bool = False) -> list:
                            passed=at_least(m.get("flops_per_s") and peak_flops
                                            and m["flops_per_s"] / peak_flops, mfu_target)
                            if target else None))
+        note = f"peak RSS of its process {m['rss_peak_bytes'] / 2**20:.0f} MiB"
+        if m.get("device_peak_bytes"):
+            note += f"; device allocator peak {m['device_peak_bytes'] / 2**30:.2f} GiB"
         figs.append(Figure("train", f"{tag} memory (XLA estimate)", m.get("xla_memory_bytes"), "B",
-                           note=f"peak RSS of its process {m['rss_peak_bytes'] / 2**20:.0f} MiB"))
+                           note=note))
     for m in single:
         if m["cross_lead"] != "none":
             continue

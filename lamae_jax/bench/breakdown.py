@@ -1,0 +1,121 @@
+"""Where a train step's time goes: each part jitted alone, its XLA FLOPs, time and FLOP/s.
+
+  python -m lamae_jax.bench.breakdown --size base --batch 8 [--cross-lead latent] [--dtype float32]
+
+Parts: the whole trainer step, forward+backward of the loss, forward only, the AdamW update alone,
+and forward+backward of the lead encoder, the latent attention module and the decoder on inputs of
+the shapes they see inside the model. Used to find the cause when the step misses its MFU target;
+BENCHMARKS.md quotes its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def _time(fn, args, min_steps=3, min_seconds=1.0):
+    import jax
+    import numpy as np
+
+    compiled = jax.jit(fn).lower(*args).compile()
+    from lamae_jax.bench.bench_train import cost_flops
+
+    jax.block_until_ready(compiled(*args))
+    times, start = [], time.perf_counter()
+    while len(times) < min_steps or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), cost_flops(compiled)
+
+
+def breakdown(size: str, batch: int, cross_lead: str = "latent", dtype: str = "float32") -> list[dict]:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from lamae_jax import trainer
+    from lamae_jax.bench.bench_train import full_config, random_batch
+
+    config = full_config(size, cross_lead, dtype)
+    model, tx = trainer.build_model(config), trainer.make_optimizer(config)
+    state = trainer.init_train_state(config, model, tx)
+    step = trainer.make_train_step(config, model, tx, trainer.make_schedule(config))
+    batch = jax.device_put(random_batch(batch, config.data.crop_samples))
+    rngs = {"mask": jax.random.key(1), "dropout": jax.random.key(2)}
+    params = state.params
+
+    def loss(p, b):
+        recon, aux = model.apply({"params": p}, b["signal"], b["lead_mask"], train=True, rngs=rngs)
+        return trainer.loss_fn(recon, aux["target"], aux["loss_mask"], False)
+
+    # Intermediate activations at their real shapes, to feed each sub-module alone.
+    _, aux = model.apply({"params": params}, batch["signal"], batch["lead_mask"], train=True, rngs=rngs)
+    d = model.dims
+    b, l, n = aux["patch_mask"].shape
+    keep = n - d.num_masked(n)
+    h = jnp.zeros((b, l, keep, d.encoder_width), jnp.float32) + 0.1
+    valid = batch["lead_mask"]
+    ids_restore = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (b, l, n))
+    lead_ids = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
+    latents = jnp.zeros((b, max(d.num_latents, 1), d.encoder_width), jnp.float32) + 0.1
+
+    def enc(p, x):
+        return model.apply({"params": p}, x, valid, True, method=lambda m, *a: m._encode_tokens(*a))
+
+    def lat(p, x):
+        return model.apply({"params": p}, x, valid, True, method=lambda m, *a: m._latents(*a))[0]
+
+    def dec(p, x, lt):
+        return model.apply({"params": p}, x, ids_restore, aux["patch_mask"], lead_ids, valid,
+                           lt if cross_lead == "latent" else None, deterministic=True,
+                           method=lambda m, *a, **k: m.decoder(*a, **k))
+
+    grads = jax.grad(loss)(params, batch)
+
+    def opt(g, o, p):
+        updates, o = tx.update(g, o, p)
+        return optax.apply_updates(p, updates), o
+
+    parts = [
+        ("train step (trainer)", lambda s, bb: step(s, bb), (state, batch)),
+        ("forward + backward", jax.value_and_grad(loss), (params, batch)),
+        ("forward only", loss, (params, batch)),
+        ("AdamW update alone", opt, (grads, state.opt_state, params)),
+        ("encoder fwd+bwd", lambda p, x: jax.grad(lambda q: jnp.sum(enc(q, x)))(p), (params, h)),
+        ("decoder fwd+bwd", lambda p, x, lt: jax.grad(lambda q: jnp.sum(dec(q, x, lt)))(p),
+         (params, h, latents)),
+    ]
+    if cross_lead == "latent":
+        parts.append(("latent attention fwd+bwd",
+                      lambda p, x: jax.grad(lambda q: jnp.sum(lat(q, x)))(p), (params, h)))
+    out = []
+    for name, fn, args in parts:
+        t, flops = _time(fn, args)
+        out.append({"part": name, "seconds": t, "flops": flops, "flops_per_s": flops / t if flops else None})
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lamae_jax.bench.breakdown", description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", default="small", choices=("tiny", "small", "base"))
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--cross-lead", default="latent", choices=("latent", "none", "joint"))
+    p.add_argument("--dtype", default="float32")
+    a = p.parse_args(argv)
+    from lamae_jax.bench.peak import matmul_peak
+
+    peak = matmul_peak()["flops_per_s"]
+    rows = breakdown(a.size, a.batch, a.cross_lead, a.dtype)
+    total = rows[0]["seconds"]
+    print(f"{a.size}/{a.cross_lead} batch {a.batch} {a.dtype}; matmul peak {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'part':28s} {'ms':>9s} {'% step':>7s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'of peak':>7s}")
+    for r in rows:
+        f = r["flops"] or 0.0
+        print(f"{r['part']:28s} {r['seconds'] * 1e3:9.1f} {100 * r['seconds'] / total:6.0f}% "
+              f"{f / 1e9:8.2f} {f / r['seconds'] / 1e9:8.1f} {100 * f / r['seconds'] / peak:6.0f}%")
+
+
+if __name__ == "__main__":
+    main()
