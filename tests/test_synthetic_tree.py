@@ -68,6 +68,7 @@ def test_layout_record_list_and_records_file(tree):
     assert (out / "RECORDS").read_text() == "".join(p + "\n" for p in sorted(prefixes))
 
 
+@pytest.mark.real_data
 def test_headers_have_the_structure_of_real_mimic_headers(tree, ecg_samples):
     real = sorted((ecg_samples / "mimic-iv-ecg-headers-only").rglob("*.hea"))
     assert len(real) == 2

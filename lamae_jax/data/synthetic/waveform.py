@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from lamae_jax.data.synthetic import noise as noise_mod
-from lamae_jax.data.synthetic.conditions import resolve
+from lamae_jax.data.synthetic.conditions import CONDITIONS, resolve
 
 
 def _unit(*v) -> np.ndarray:
@@ -258,7 +258,9 @@ def synthesize_ecg(rng: np.random.Generator, conditions=(), fs: float = 500, num
 
     conditions: names from CONDITIONS or ICD-10 codes. Returns (signal, meta) with meta keys hr, pr_ms
     (None in AF), qrs_ms, qt_ms, axis_deg (frontal QRS axis), t_axis_deg, p_axis_deg, conditions,
-    codes, r_times_s (beat R times). noise=False gives the clean projection of the heart vector.
+    codes, r_times_s (beat R times). noise=False gives the clean heart-vector projection (no
+    recording noise); either way the limb-lead relations hold exactly. MIMIC's storage quirks are
+    added by generate_dataset (noise.apply_quirks), not here.
     """
     names = resolve(conditions)
     params = _record_params(rng, names, hr, axis_deg, amplitude)
@@ -273,8 +275,6 @@ def synthesize_ecg(rng: np.random.Generator, conditions=(), fs: float = 500, num
         limb = limb + np.stack([d_i, d_ii])
         prec = prec + d_v
     signal = np.concatenate([limb_from_i_ii(limb[0], limb[1]), prec]).astype(np.float64)
-    from lamae_jax.data.synthetic.conditions import CONDITIONS
-
     meta = {
         "hr": params["hr"], "pr_ms": timing["pr_ms"], "qrs_ms": timing["qrs_ms"], "qt_ms": timing["qt_ms"],
         "p_ms": timing["p_ms"], "axis_deg": timing["axis_deg"], "t_axis_deg": timing["t_axis_deg"],
