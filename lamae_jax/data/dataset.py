@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import pathlib
-from typing import Any
-
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordReader
 
@@ -22,8 +20,9 @@ _REQUIRED_COLUMNS = ("study_id", "subject_id", "split", "shard", "index", "lead_
                      "qc_flags", "codes")
 
 
-def _read_manifest(path: pathlib.Path) -> dict[str, np.ndarray]:
-    """manifest.csv -> dict of numpy columns (ints parsed, lead_mask bool [N, 12])."""
+def _read_manifest(path: pathlib.Path, split: str | None) -> dict[str, np.ndarray]:
+    """Rows of manifest.csv in `split` (all when None) -> dict of numpy columns (ints parsed,
+    lead_mask bool [N, 12]). Column-wise numpy conversion: ~1 s for the 800k MIMIC rows."""
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -32,27 +31,37 @@ def _read_manifest(path: pathlib.Path) -> dict[str, np.ndarray]:
         missing = [c for c in _REQUIRED_COLUMNS if c not in header]
         if missing:
             raise ValueError(f"{path} lacks column(s) {missing}; header is {header}")
-        rows = list(reader)
-    cols: dict[str, Any] = {name: [r[j] for r in rows] for j, name in enumerate(header)}
-    out: dict[str, np.ndarray] = {}
-    for name, values in cols.items():
-        if name in ("study_id", "subject_id", "index", "valid_length", "qc_flags"):
-            try:
-                out[name] = np.asarray(values, dtype=np.int64) if values else np.zeros(0, np.int64)
-            except ValueError as e:
-                raise ValueError(f"{path}: column {name!r} has a non-integer value ({e})") from None
-        elif name == "lead_mask":
-            bad = [i for i, v in enumerate(values) if len(v) != 12 or set(v) - {"0", "1"}]
-            if bad:
-                raise ValueError(f"{path}: row {bad[0] + 2} has lead_mask {values[bad[0]]!r}, "
-                                 "expected 12 characters of 0/1")
-            joined = "".join(values).encode()
-            out[name] = (np.frombuffer(joined, np.uint8).reshape(len(values), 12) == ord("1"))
-        else:
-            out[name] = np.asarray(values, dtype=object)
-    unknown = sorted(set(out["split"].tolist()) - set(SPLITS))
+        rows = [r for r in reader if r]
+    bad = next((i for i, r in enumerate(rows) if len(r) != len(header)), None)
+    if bad is not None:
+        raise ValueError(f"{path}: row {bad + 2} has {len(rows[bad])} fields, expected {len(header)}")
+    s = header.index("split")
+    splits = np.asarray([r[s] for r in rows], dtype=str)
+    unknown = sorted(set(np.unique(splits).tolist()) - set(SPLITS))
     if unknown:
         raise ValueError(f"{path}: unknown split value(s) {unknown}, expected {SPLITS}")
+    line = np.arange(len(rows)) + 2  # file line of each row, for error messages
+    if split is not None:
+        keep = np.flatnonzero(splits == split)
+        rows, line = [rows[i] for i in keep], line[keep]
+    out: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        values = [r[j] for r in rows]  # faster than zip(*rows) at 800k rows
+        if name in ("study_id", "subject_id", "index", "valid_length", "qc_flags"):
+            try:
+                out[name] = np.fromiter(map(int, values), np.int64, len(values))
+            except ValueError:
+                i = next(i for i, v in enumerate(values) if not v.strip().lstrip("-").isdigit())
+                raise ValueError(f"{path}: row {line[i]} has {name}={values[i]!r}, expected an integer") from None
+        elif name == "lead_mask":
+            joined = "".join(values)
+            if len(joined) != 12 * len(values) or set(joined) - {"0", "1"}:
+                i = next(i for i, v in enumerate(values) if len(v) != 12 or set(v) - {"0", "1"})
+                raise ValueError(f"{path}: row {line[i]} has lead_mask {values[i]!r}, "
+                                 "expected 12 characters of 0/1")
+            out[name] = np.frombuffer(joined.encode(), np.uint8).reshape(len(values), 12) == ord("1")
+        else:
+            out[name] = np.asarray(values, dtype=object)
     return out
 
 
@@ -88,44 +97,44 @@ class PreprocessedECG:
             raise FileNotFoundError(f"{labels_path} not found (preprocessing writes it even without labels)")
         self.labels_info = json.loads(labels_path.read_text())
         self.vocabulary: tuple[str, ...] = tuple(self.labels_info.get("vocabulary", ()))
-        full = _read_manifest(manifest_path)
-        keep = np.arange(len(full["split"])) if split is None else np.flatnonzero(full["split"] == split)
-        self.manifest = {k: v[keep] for k, v in full.items()}
+        self.manifest = _read_manifest(manifest_path, split)
 
-        # Global key of each row = offset of its shard among the referenced shards + index.
-        shard_names = sorted(set(full["shard"].tolist()))
+        # Global key of each row = offset of its shard among the shards this split references
+        # (in order of first appearance) + index.
+        shard, index = self.manifest["shard"], self.manifest["index"]
+        ids: dict[str, int] = {}
+        shard_id = np.fromiter((ids.setdefault(name, len(ids)) for name in shard), np.int64, len(shard))
         self.shard_specs: list[str] = []
-        offsets, sizes = {}, {}
-        total = 0
-        for name in shard_names:
+        sizes = np.zeros(len(ids), np.int64)
+        for name, j in ids.items():
             path = self.root / "shards" / name
             if not path.is_file():
                 raise FileNotFoundError(f"shard {path} listed in {manifest_path} does not exist")
             reader = ArrayRecordReader(str(path))
-            n = reader.num_records()
+            sizes[j] = reader.num_records()
             reader.close()
-            offsets[name], sizes[name] = total, n
-            self.shard_specs.append(f"{path}[0:{n}]")
-            total += n
-        shard = self.manifest["shard"]
-        index = self.manifest["index"]
-        size = np.asarray([sizes[s] for s in shard], np.int64)
+            self.shard_specs.append(f"{path}[0:{sizes[j]}]")
+        size = sizes[shard_id]
         bad = np.flatnonzero((index < 0) | (index >= size))
         if bad.size:
             i = bad[0]
             raise ValueError(f"manifest row of study {self.manifest['study_id'][i]} points to index "
                              f"{index[i]} of shard {shard[i]}, which holds {size[i]} records")
-        self.record_keys = np.asarray([offsets[s] for s in shard], np.int64) + index
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.record_keys = offsets[shard_id] + index
         self._label_index = self._build_label_index()
         self._source = None
 
     def _build_label_index(self) -> tuple[np.ndarray, np.ndarray]:
         """CSR (indptr, indices) of each row's vocabulary positions: compact even at 800k x 1k."""
         position = {c: j for j, c in enumerate(self.vocabulary)}
+        memo: dict[str, tuple[int, ...]] = {"": ()}
         indptr, indices = [0], []
         for codes in self.manifest["codes"]:
-            if codes:
-                indices.extend(sorted({position[c] for c in codes.split("|") if c in position}))
+            cols = memo.get(codes)
+            if cols is None:
+                cols = memo[codes] = tuple(sorted({position[c] for c in codes.split("|") if c in position}))
+            indices.extend(cols)
             indptr.append(len(indices))
         return np.asarray(indptr, np.int64), np.asarray(indices, np.int64)
 

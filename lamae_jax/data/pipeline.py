@@ -21,6 +21,8 @@ host runs the same number of batches (the 0.2.18 DataLoader drops shard remainde
 
 from __future__ import annotations
 
+import functools
+import pathlib
 import time
 
 import grain
@@ -42,6 +44,23 @@ def resolve_process(process_index: int | None, process_count: int | None) -> tup
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, process_count={process_count})")
     return int(process_index), int(process_count)
+
+
+def open_reader(data_dir, split: str | None) -> PreprocessedECG:
+    """PreprocessedECG(data_dir, split), cached while manifest.csv is unchanged: parsing the 800k
+    MIMIC rows takes seconds, and the trainer asks for the validation batches at every eval."""
+    root = pathlib.Path(data_dir).expanduser().resolve()
+    try:
+        st = (root / "manifest.csv").stat()
+    except OSError:
+        return PreprocessedECG(root, split)  # raises the reader's clear error
+    return _cached_reader(str(root), split, (st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_reader(root: str, split: str | None, stamp: tuple[int, int]) -> PreprocessedECG:
+    del stamp  # part of the cache key only
+    return PreprocessedECG(root, split)
 
 
 class SplitRecords:
@@ -168,7 +187,7 @@ def make_train_dataset(
                          f"process_count {process_count}")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
-    reader = PreprocessedECG(data_dir, split)
+    reader = open_reader(data_dir, split)
     per_host = len(reader) // process_count
     if per_host == 0:
         raise ValueError(f"split {split!r} of {data_dir} has {len(reader)} records, fewer than "
@@ -317,7 +336,7 @@ def make_eval_batches(
     process_index, process_count = resolve_process(process_index, process_count)
     if per_host_batch_size <= 0:
         raise ValueError(f"per_host_batch_size must be positive, got {per_host_batch_size}")
-    reader = PreprocessedECG(data_dir, split)
+    reader = open_reader(data_dir, split)
     per_host = -(-len(reader) // process_count)
     start = min(process_index * per_host, len(reader))
     stop = min(start + per_host, len(reader))
