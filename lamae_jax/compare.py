@@ -31,6 +31,28 @@ def load_config(spec: str):
     return module.get_config(arg or None)
 
 
+def apply_overrides(config, overrides) -> None:
+    """'model.num_latents=8' style overrides, typed like the existing field (a typo raises)."""
+    import ast
+
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        *parents, leaf = key.strip().split(".")
+        node = config
+        for name in parents:
+            node = node[name]
+        if leaf not in node:
+            raise ValueError(f"--set {key}: no such config field")
+        old = node[leaf]
+        try:
+            new = ast.literal_eval(value) if not isinstance(old, str) else value
+        except (ValueError, SyntaxError):
+            raise ValueError(f"--set {key}={value!r}: not a valid {type(old).__name__}") from None
+        node[leaf] = type(old)(new) if isinstance(old, (int, float)) and not isinstance(old, bool) else new
+
+
 def _cell(s: dict | None) -> str:
     if not s or not s.get("n_seeds"):
         return "skipped"
@@ -38,7 +60,33 @@ def _cell(s: dict | None) -> str:
     return f"{s['macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def comparison_markdown(rows: dict, fractions, meta: dict) -> str:
+def paired_differences(rows: dict, reference: str = "latent") -> dict:
+    """reference minus each other variant, per fraction: the point difference of macro AUROC and
+    AUPRC and a 95 % CI from the shared bootstrap replicates (same test subjects resampled)."""
+    import numpy as np
+
+    if reference not in rows:
+        return {}
+    out = {}
+    ref = rows[reference]["results"]
+    for v, r in rows.items():
+        if v == reference:
+            continue
+        for key, s_ref in ref["summary"].items():
+            s_other = r["results"]["summary"].get(key, {})
+            if not (s_ref.get("n_seeds") and s_other.get("n_seeds")):
+                continue
+            entry = {}
+            for m in ("auroc", "auprc"):
+                diff = ref["replicates"][key][m] - r["results"]["replicates"][key][m]
+                diff = diff[np.isfinite(diff)]
+                ci = np.percentile(diff, [2.5, 97.5]).tolist() if diff.size else [None, None]
+                entry[m] = {"diff": s_ref[f"macro_{m}"] - s_other[f"macro_{m}"], "ci": ci}
+            out.setdefault(f"{reference} - {v}", {})[key] = entry
+    return out
+
+
+def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = None) -> str:
     lines = ["# LAMAE vs baselines at equal budget", "",
              f"Config `{meta['config']}`, {meta['total_steps']} steps of batch {meta['batch_size']} each, "
              f"data `{meta['data_dir']}`, codes: {meta['codes']}, seeds {meta['seeds']}, "
@@ -55,6 +103,21 @@ def comparison_markdown(rows: dict, fractions, meta: dict) -> str:
         lines.append(f"| {v} | {r.get('params', '–')} | {val if val is None else f'{val:.4f}'} | "
                      f"{r['train_seconds']:.0f} | "
                      + " | ".join(_cell(summ.get(f"{f:g}")) for f in fractions) + f" | {auprc} |")
+    if diffs:
+        lines += ["", "Paired difference in test macro AUROC (same test subjects resampled; a CI "
+                  "excluding 0 is a significant difference):", "",
+                  "| difference | " + " | ".join(f"@ {f:g}" for f in fractions) + " |",
+                  "|---|" + "---|" * len(fractions)]
+        for name, per in diffs.items():
+            cells = []
+            for f in fractions:
+                e = per.get(f"{f:g}")
+                if e is None or e["auroc"]["ci"][0] is None:
+                    cells.append("–")
+                else:
+                    d, (lo, hi) = e["auroc"]["diff"], e["auroc"]["ci"]
+                    cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -68,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--total-steps", type=int, default=None, help="override config.total_steps")
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the config's data)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override applied to every variant, e.g. --set batch_size=64")
     ap.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0])
     ap.add_argument("--codes", choices=("all", "salient"), default="all")
     ap.add_argument("--seeds", type=int, default=3)
@@ -82,15 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     distributed.maybe_initialize()
     import jax
 
-    from lamae_jax import eval_report, evaluate, models, trainer
+    from lamae_jax import eval_report, evaluate, trainer
 
     out = pathlib.Path(args.out).expanduser()
     base = load_config(args.config)
+    try:  # fail before any training on a bad override
+        apply_overrides(base, args.set)
+    except (ValueError, KeyError, AttributeError) as e:
+        ap.error(str(e))
     data_dir = args.data
     rows, meta = {}, None
     for v in variants:
         config = load_config(args.config)
         config.model.cross_lead = v
+        apply_overrides(config, args.set)
         if args.total_steps is not None:
             config.total_steps = args.total_steps
         if data_dir:
@@ -106,10 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                                             fractions=args.label_fractions, seeds=args.seeds,
                                             n_boot=args.bootstrap)
         if jax.process_index() == 0:
-            from lamae_jax import checkpoints
-            params, _ = checkpoints.restore_params(str(workdir), best=True)
             rows[v] = {"results": results, "val_loss": summary.get("val_loss"),
-                       "train_seconds": train_seconds, "params": models.param_count(params),
+                       "train_seconds": train_seconds, "params": results["meta"]["num_params"],
                        "workdir": str(workdir)}
         meta = {"config": args.config, "total_steps": int(config.total_steps),
                 "batch_size": int(config.batch_size), "data_dir": data_dir, "codes": args.codes,
@@ -122,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
                  "val_loss": r["val_loss"], "params": r["params"], "train_seconds": r["train_seconds"],
                  "results": os.path.join(r["workdir"], "eval", "results.json")}
              for v, r in rows.items()}
+    diffs = paired_differences(rows)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps({"meta": meta, "variants": table}, indent=1))
-    md = comparison_markdown(rows, args.label_fractions, meta)
+    (out / "comparison.json").write_text(json.dumps({"meta": meta, "variants": table,
+                                                     "paired_differences": diffs}, indent=1))
+    md = comparison_markdown(rows, args.label_fractions, meta, diffs)
     (out / "comparison.md").write_text(md)
     eval_report.plot_label_efficiency({v: r["results"]["summary"] for v, r in rows.items()},
                                       out / "label_efficiency.png")

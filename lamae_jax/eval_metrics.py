@@ -160,6 +160,7 @@ def summarise_seeds(results: Sequence[dict]) -> dict:
         out[f"macro_{metric}"] = float(points.mean())
         out[f"macro_{metric}_std"] = float(points.std())
         out[f"macro_{metric}_ci"] = _ci(_row_nanmean(reps))
+        out[f"macro_{metric}_replicates"] = _row_nanmean(reps)  # numpy: pop before writing JSON
     for j, code in enumerate(codes):
         entry = {}
         for metric in ("auroc", "auprc"):

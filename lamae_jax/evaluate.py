@@ -81,7 +81,12 @@ def evaluate_embeddings(embedded: dict, data_dir: str, *, codes: str = "all",
         raise ValueError(f"--codes must be 'all' or 'salient', got {codes!r}")
     keep, dropped = label_efficiency.select_codes(vocab, labels["train"], labels["test"], subset)
     if not keep:
-        raise ValueError(f"no code can be evaluated ({len(dropped)} dropped: {dropped})")
+        reasons = {}
+        for why in dropped.values():
+            reasons[why] = reasons.get(why, 0) + 1
+        raise ValueError(f"no code can be evaluated in {data_dir}: of {len(vocab)} codes, "
+                         + "; ".join(f"{n} {why}" for why, n in reasons.items())
+                         + " (a larger dataset or --codes all may help)")
     names = [vocab[j] for j in keep]
     emb = {s: embedded[s]["embeddings"] for s in SPLITS}
     results = label_efficiency.run(emb, {s: labels[s][:, keep] for s in SPLITS}, subjects, names,
@@ -107,7 +112,8 @@ def write_reports(results: dict, out_dir: pathlib.Path, embedded: dict | None = 
                 labels=ds.label_matrix(), code_names=ds.vocabulary,
                 title="Per-lead latent attention, test split")
     tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1, default=_json_default))
+    tmp.write_text(json.dumps({k: v for k, v in results.items() if k != "replicates"}, indent=1,
+                              default=_json_default))
     os.replace(tmp, out_dir / "results.json")
     (out_dir / "results.md").write_text(eval_report.markdown(results, title or "Linear probe"))
     eval_report.plot_label_efficiency({results.get("meta", {}).get("cross_lead", "model"):
@@ -120,7 +126,7 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     """Everything the CLI does; returns the results dict (written by process 0 only)."""
     import jax
 
-    from lamae_jax import embedding
+    from lamae_jax import embedding, models
 
     model, params, config = embedding.load_model(workdir, step=step, best=best and step is None)
     data_dir = embedding.resolve_data_dir(workdir, config, data)
@@ -133,7 +139,7 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
                        "cross_lead": config.model.cross_lead, "size": config.model.size, "codes": codes,
                        "n_boot": n_boot, "seeds": seeds, "fractions": list(fractions),
                        "embedding_dim": int(embedded["test"]["embeddings"].shape[1]),
-                       "finetune": "not implemented"}
+                       "num_params": models.param_count(params), "finetune": "not implemented"}
     out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir).expanduser() / "eval"
     write_reports(results, out, embedded, data_dir,
                   title=f"Linear probe: {config.model.cross_lead} ({config.model.size})")

@@ -52,9 +52,10 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
         l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID, max_draws_per_seed: int = 10,
         bootstrap_seed: int = 0) -> dict:
     """emb/labels/subjects: dicts over 'train', 'val', 'test' of [N, D] / [N, V] / [N] arrays, the
-    label columns already restricted to `code_names`. Returns the JSON-ready results."""
+    label columns already restricted to `code_names`. Returns the results (JSON-ready except
+    the 'replicates' entry)."""
     y_test = labels["test"]
-    settings, summary, skipped = [], {}, []
+    settings, summary, skipped, replicates = [], {}, [], {}
     for fraction in fractions:
         full = fraction >= 1.0
         wanted = 1 if full else seeds
@@ -95,6 +96,7 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
                             "note": f"every one of {draws} draws lacked a positive for some code"}
             continue
         s = eval_metrics.summarise_seeds(done)
+        replicates[key] = {m: s.pop(f"macro_{m}_replicates") for m in ("auroc", "auprc")}
         s.update(fraction=fraction, seeds=[r["seed"] for r in done], n_draws=draws,
                  n_train_records=float(np.mean([r["n_train_records"] for r in done])))
         summary[key] = s
@@ -103,4 +105,7 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
             settings.append(r)
     return {"codes": list(code_names), "n_test_records": int(len(y_test)),
             "n_test_subjects": int(np.unique(subjects["test"]).size),
-            "settings": settings, "summary": summary, "skipped": skipped}
+            "settings": settings, "summary": summary, "skipped": skipped,
+            # seed-averaged bootstrap replicates of the macro scores per fraction (numpy, not
+            # written to JSON): paired differences between models scored on the same test set
+            "replicates": replicates}
