@@ -274,7 +274,9 @@ def synthesize_ecg(rng: np.random.Generator, conditions=(), fs: float = 500, num
         d_i, d_ii, d_v = noise_mod.electrode_noise(rng, num_samples, fs, mains_hz)
         limb = limb + np.stack([d_i, d_ii])
         prec = prec + d_v
-    signal = np.concatenate([limb_from_i_ii(limb[0], limb[1]), prec]).astype(np.float64)
+    signal = np.empty((12, num_samples))
+    signal[:6] = limb_from_i_ii(limb[0], limb[1])
+    signal[6:] = prec
     meta = {
         "hr": params["hr"], "pr_ms": timing["pr_ms"], "qrs_ms": timing["qrs_ms"], "qt_ms": timing["qt_ms"],
         "p_ms": timing["p_ms"], "axis_deg": timing["axis_deg"], "t_axis_deg": timing["t_axis_deg"],

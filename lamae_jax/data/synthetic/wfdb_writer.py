@@ -21,10 +21,16 @@ WRITERS = ("direct", "wfdb")
 
 def to_digital(signal_mv: np.ndarray) -> np.ndarray:
     """[12, n] mV in canonical order -> [n, 12] int16 ADC counts in MIMIC order; NaN -> -32768."""
-    x = signal_mv[_TO_MIMIC].T * MIMIC_ADC_GAIN
+    x = np.ascontiguousarray(signal_mv[_TO_MIMIC].T) * MIMIC_ADC_GAIN
     nan = np.isnan(x)
-    d = np.clip(np.round(np.where(nan, 0.0, x)), -32767, 32767).astype(np.int16)
-    d[nan] = MIMIC_INVALID_SAMPLE
+    has_nan = bool(nan.any())
+    if has_nan:
+        x[nan] = 0.0
+    np.rint(x, out=x)
+    np.clip(x, -32767, 32767, out=x)
+    d = x.astype(np.int16)
+    if has_nan:
+        d[nan] = MIMIC_INVALID_SAMPLE
     return d
 
 
