@@ -163,7 +163,8 @@ class DecodeCropAugment:
                 np.multiply(window, gain[k], out=signal[k])
             if bank is not None:
                 signal[k] += bank[offsets[k]:offsets[k] + 12 * crop].reshape(12, crop)
-                signal[k, ~mask] = 0.0  # absent leads stay exactly zero
+                if not mask.all():
+                    signal[k, ~mask] = 0.0  # absent leads stay exactly zero
         return {"signal": signal, "lead_mask": lead_mask}
 
 
