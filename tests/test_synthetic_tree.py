@@ -47,7 +47,7 @@ def tree(tmp_path_factory):
 def test_layout_record_list_and_records_file(tree):
     out, summary = tree
     assert sorted(os.listdir(out)) == ["RECORDS", "files", "machine_measurements.csv", "record_list.csv",
-                                       "records_w_diag_icd10.csv"]
+                                       "records_w_diag_icd10.csv", "waveform_note_links.csv"]
     header, rows = _csv(out / "record_list.csv")
     assert header == RECORD_LIST_COLUMNS == ["subject_id", "study_id", "file_name", "ecg_time", "path"]
     assert len(rows) == N == summary["num_records"]
@@ -143,6 +143,11 @@ def test_csv_columns_and_icd_cells(tree):
         assert 0 <= int(row["fold"]) <= 19
     _, rl = _csv(out / "record_list.csv")
     assert [r["study_id"] for r in icd] == [r["study_id"] for r in rl] == [r["study_id"] for r in mm]
+    header, notes = _csv(out / "waveform_note_links.csv")
+    assert header == ["subject_id", "study_id", "waveform_path", "note_id", "note_seq", "charttime"]
+    paths = {r["study_id"]: r["path"] for r in rl}
+    assert 0 < len(notes) < len(rl) and all(paths[n["study_id"]] == n["waveform_path"] for n in notes)
+    assert len({n["note_id"] for n in notes}) == len(notes)
     assert [r["file_name"] for r in icd] == [r["path"] for r in rl]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import datetime
 import multiprocessing
 import os
 import time
@@ -24,6 +25,7 @@ ICD_COLUMNS = ["file_name", "study_id", "subject_id", "ecg_time", "ed_stay_id", 
                "anchor_year", "anchor_age", "dod", "ecg_no_within_stay", "ecg_taken_in_ed", "ecg_taken_in_hosp",
                "ecg_taken_in_ed_or_hosp", "fold", "strat_fold"]
 ICD_FILE = "records_w_diag_icd10.csv"
+NOTE_LINK_COLUMNS = ["subject_id", "study_id", "waveform_path", "note_id", "note_seq", "charttime"]
 
 
 def record_path(subject_id: int, study_id: int) -> str:
@@ -41,13 +43,17 @@ def _make_record(task):
     wfdb_writer.write_record(os.path.join(out_dir, os.path.dirname(path)), str(study.study_id),
                              wfdb_writer.to_digital(signal), study.subject_id, study.ecg_time, MIMIC_FS, writer)
     when = f"{study.ecg_time:%Y-%m-%d %H:%M:%S}"
-    cart_id = 6_800_000 + (study.subject_id * 31 + study.study_id % 7) % 97 * 1013
+    cart_id = 6_800_000 + (study.subject_id * 31 + study.study_id % 7) % 150 * 1013
     mm_row = measurements.measurement_row(rng, study, meta, cart_id, when)
     rl_row = [study.subject_id, study.study_id, study.study_id, when, path]
     icd = study.icd
     icd_row = [path, study.study_id, study.subject_id, when] + [
         "" if icd[c] is None else icd[c] for c in ICD_COLUMNS[4:]]
-    return rl_row, mm_row, icd_row, meta["conditions"], quirks
+    # Not every ECG is read by a cardiologist: ~70 % get a note, charted hours to a day later.
+    note_time = None
+    if rng.random() < 0.7:
+        note_time = f"{study.ecg_time + datetime.timedelta(minutes=int(rng.integers(30, 1500))):%Y-%m-%d %H:%M:%S}"
+    return rl_row, mm_row, icd_row, meta["conditions"], quirks, note_time
 
 
 def _tasks(out_dir, num_records, seed, num_subjects, quirk_rates, writer, prefixes, subjects):
@@ -83,16 +89,23 @@ def generate_dataset(out_dir, num_records: int, seed: int = 0, num_subjects: int
         results = pool.imap(_make_record, tasks, chunksize=8) if pool else map(_make_record, tasks)
         with open(os.path.join(out_dir, "record_list.csv"), "w", newline="") as f_rl, \
                 open(os.path.join(out_dir, "machine_measurements.csv"), "w", newline="") as f_mm, \
+                open(os.path.join(out_dir, "waveform_note_links.csv"), "w", newline="") as f_nl, \
                 open(os.path.join(out_dir, ICD_FILE), "w", newline="") as f_icd:
-            w_rl, w_mm, w_icd = (csv.writer(f, lineterminator="\n") for f in (f_rl, f_mm, f_icd))
+            w_rl, w_mm, w_nl, w_icd = (csv.writer(f, lineterminator="\n") for f in (f_rl, f_mm, f_nl, f_icd))
             w_rl.writerow(RECORD_LIST_COLUMNS)
             w_mm.writerow(measurements.COLUMNS)
+            w_nl.writerow(NOTE_LINK_COLUMNS)
             w_icd.writerow(ICD_COLUMNS)
-            n = 0
-            for rl_row, mm_row, icd_row, names, quirks in results:
+            n, last_subject, note_seq = 0, None, 0
+            for rl_row, mm_row, icd_row, names, quirks, note_time in results:
                 w_rl.writerow(rl_row)
                 w_mm.writerow(mm_row)
                 w_icd.writerow(icd_row)
+                if rl_row[0] != last_subject:
+                    last_subject, note_seq = rl_row[0], 0
+                if note_time is not None:
+                    note_seq += 1
+                    w_nl.writerow([rl_row[0], rl_row[1], rl_row[4], f"{rl_row[0]}-EK-{note_seq}", note_seq, note_time])
                 counts.update(names or ("normal",))
                 quirk_counts.update(quirks)
                 n += 1

@@ -1,10 +1,14 @@
 """machine_measurements.csv rows: the cart's report statements and interval/axis measurements.
 
 Intervals are in ms on the cart's median-beat time axis (p_onset ~40 ms), like MIMIC-IV-ECG; values
-the cart could not measure carry MIMIC's sentinel 29999 (P wave in atrial fibrillation).
+the cart could not measure carry MIMIC's sentinels (29999 for the P wave in atrial fibrillation and an
+undelineated T wave, whose axis may also read 32767 or -32768). Bandwidth and filtering depend on the
+cart (an empty filtering cell is MIMIC's "not specified").
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -57,8 +61,19 @@ def measurement_row(rng: np.random.Generator, study, meta: dict, cart_id: int, e
     t_end = qrs_onset + int(round(meta["qt_ms"]))
     t_axis = int(round(meta["t_axis_deg"]))
     if rng.random() < 0.02:  # the cart occasionally fails to delineate the T wave
-        t_end = t_axis = NOT_MEASURABLE
+        t_end, t_axis = NOT_MEASURABLE, int(rng.choice([NOT_MEASURABLE, 32767, -32768]))
     rr = int(round(60000.0 / meta["hr"]))
+    bandwidth, filtering = cart_settings(cart_id)
     return ([study.subject_id, study.study_id, cart_id, ecg_time] + reports
-            + ["0.005-150 Hz", "60 Hz notch Baseline filter", rr, p_onset, p_end, qrs_onset, qrs_end, t_end,
+            + [bandwidth, filtering, rr, p_onset, p_end, qrs_onset, qrs_end, t_end,
                p_axis, int(round(meta["axis_deg"])), t_axis])
+
+
+@functools.lru_cache(maxsize=1024)
+def cart_settings(cart_id: int) -> tuple[str, str]:
+    """Each cart has fixed settings, in MIMIC's proportions (most: 0.005-150 Hz, 60 Hz notch)."""
+    h, g = np.random.default_rng([7, cart_id]).random(2)
+    bandwidth = "0.005-150 Hz" if h < 0.8 else ("0.0005-150 Hz" if h < 0.94 else "0.05-150 Hz")
+    filtering = ("60 Hz notch Baseline filter" if g < 0.84 else "" if g < 0.98
+                 else "Baseline filter" if g < 0.995 else "50 Hz notch Baseline filter")
+    return bandwidth, filtering
