@@ -31,7 +31,7 @@ import numpy as np
 from lamae_jax.data import record_format
 from lamae_jax.data.dataset import PreprocessedECG
 
-_NOISE_BANK_SIZE = 1 << 20
+_NOISE_BANK_SIZE = 1 << 22  # 16 MB of float32 normals per process
 
 
 def resolve_process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
@@ -104,12 +104,13 @@ class DecodeCropAugment:
     """random_map fn: a list of raw records -> {'signal' f32 [b,12,crop], 'lead_mask' bool [b,12]}.
 
     Decode, crop and augmentation are fused per record, so each record's 120 KB stays in cache
-    (about 2x faster than separate batch-wide passes); the random draws are batch-wide.
+    (~1.7x faster than separate batch-wide passes); the random draws are batch-wide.
     Crop: a uniform window inside the valid region when valid_length >= crop, else the start.
     amplitude_jitter j: each lead scaled by U(1 - j, 1 + j). noise_std_mv s: N(0, s^2) noise on
     present leads; drawing 7.7 M normals per batch of 256 costs ~70 ms, so each record adds a
-    [12, crop] window at a random offset of a per-process bank of 2^20 iid normals (iid within
-    the record, nearly independent across records). Absent leads stay exactly zero.
+    [12, crop] window at a random offset of a per-process bank of 2^22 iid normals (iid within a
+    record; two records' windows overlap with probability ~1.4 % at crop 2500). Absent leads stay
+    exactly zero.
     """
 
     def __init__(self, crop_samples: int, amplitude_jitter: float, noise_std_mv: float, bank_seed: int):
