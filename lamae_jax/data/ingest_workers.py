@@ -80,6 +80,27 @@ def process_record(root: str, row: dict, params: PreprocessParams, checksum: str
     return data, manifest
 
 
+def init_worker(parent_pid: int) -> None:
+    """Pool initializer: exit when the driver dies (e.g. kill -9), instead of lingering forever
+    as an orphan blocked on its task queue."""
+    import threading
+    import time
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            if os.path.exists(f"/proc/{parent_pid}/stat"):
+                with open(f"/proc/{parent_pid}/stat") as f:
+                    if f.read().split(") ", 1)[-1].startswith("Z"):  # zombie: dead, not yet reaped
+                        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def process_chunk(task: dict) -> dict:
     """Processes task = {out, root, chunk, rows, fingerprint, params, checksum}; writes the
     shard and sidecar; returns {'chunk', 'rows', 'written'}. Never raises for a bad record."""
