@@ -261,3 +261,29 @@ def test_bad_arguments_exit_nonzero_with_message(argv, msg, capsys):
         preprocess.main(argv)
     assert e.value.code != 0 and msg in capsys.readouterr().err
 
+
+
+def test_synthetic_mimic_tree_manifest_equals_records_minus_rejects(tmp_path):
+    from lamae_jax.data.synthetic import ICD_FILE, generate_dataset
+
+    root = tmp_path / "syn"
+    generate_dataset(str(root), 48, seed=11, quirk_rates={"nan": 0.2, "zero_lead": 0.2, "saturation": 0.1})
+    out = tmp_path / "out"
+    report = run_ingest(IngestConfig(out=str(out), mimic_root=str(root), labels=str(root / ICD_FILE),
+                                     chunk_size=16, min_label_count=1), progress=False)
+    records = [r["path"] for r in _csv(root / "record_list.csv")]
+    rejected = {r["record"] for r in _csv(out / "rejects.csv")}
+    manifest = _csv(out / "manifest.csv")
+    assert [m["source"] for m in manifest] == [p for p in records if p not in rejected]
+    assert report["total"] == 48 and report["written"] == len(manifest) == 48 - len(rejected)
+    splits = {}
+    for m in manifest:
+        assert splits.setdefault(m["subject_id"], m["split"]) == m["split"]
+    labels = json.loads((out / "labels.json").read_text())
+    assert labels["vocabulary"] and set(labels["salient"]) <= set(labels["vocabulary"])
+    for m in manifest[:: max(1, len(manifest) // 6)]:  # stored == direct wfdb read + same preprocessing
+        w = wfdb.rdrecord(str(root / m["source"]))
+        ref = preprocess_signal(w.p_signal.T, w.fs, w.sig_name)
+        rec = _records(out, m["shard"])[int(m["index"])]
+        assert np.abs(rec["signal"] - ref.signal).max() <= 0.5e-3 + 1e-6
+        assert rec["lead_mask"].tolist() == ref.lead_mask.tolist() and rec["qc_flags"] == ref.qc_flags

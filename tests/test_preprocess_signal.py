@@ -130,3 +130,29 @@ def test_params_roundtrip_and_no_filter():
     x = _sines(LEADS, fs=250.0, n=2500)
     out = preprocess_signal(x, 250.0, LEADS, PreprocessParams(band=None))
     np.testing.assert_allclose(out.signal, x - x.mean(axis=1, keepdims=True), atol=1e-6)
+
+
+def test_nan_stretch_at_the_edges_is_trimmed_not_fatal():
+    x = _sines(MIMIC_LEADS)
+    x[:11, :750] = np.nan  # recording starts 1.5 s late on 11 leads (V6 intact)
+    x[:, 4400:] = np.nan  # and stops 1.2 s early on all leads
+    out = preprocess_signal(x, 500.0, MIMIC_LEADS)
+    assert out.lead_mask.all() and out.valid_length == (4400 - 750) // 2
+    assert out.qc_flags == S.QC_NAN_TRIMMED | S.QC_PADDED
+    assert not out.signal[:, out.valid_length:].any() and np.abs(out.signal[:, :100]).max() > 0.5
+    x = _sines(MIMIC_LEADS)
+    x[:, 600:] = np.nan  # only 1.2 s of real signal... kept (>= min_duration_s)
+    assert preprocess_signal(x, 500.0, MIMIC_LEADS).valid_length == 300
+    x[:, 400:] = np.nan
+    with pytest.raises(PreprocessError) as e:
+        preprocess_signal(x, 500.0, MIMIC_LEADS)
+    assert e.value.reason == "too_short"
+
+
+def test_cached_filtfilt_equals_scipy_even_padding():
+    from scipy import signal as sps
+
+    x = np.random.default_rng(0).standard_normal((12, 2500)).cumsum(axis=1)
+    sos = S._sos(250.0, (0.67, 40.0), (2, 4))
+    ref = sps.sosfiltfilt(sos, x, axis=1, padtype="even", padlen=250)
+    assert np.array_equal(S._filtfilt(250.0, (0.67, 40.0), (2, 4), x), ref)

@@ -2,7 +2,8 @@
 
 Preprocessing (this file), training data, evaluation and `embed()` all call `preprocess_signal`
 so that a released model is never fed differently-scaled input. Steps, in order:
-select/reorder leads by name -> crop raw input to the duration -> interpolate short NaN runs ->
+select/reorder leads by name -> cut NaN stretches at the start/end -> crop to the duration ->
+interpolate short NaN runs ->
 mark missing leads (mostly NaN, long NaN gap, flat/constant/all-zero) and zero them ->
 remove each lead's mean -> resample (polyphase, rational factor) -> zero-phase Butterworth
 high-pass + low-pass at the target rate -> crop/pad to the duration -> clip to +-clip_mv.
@@ -29,6 +30,7 @@ QC_LEAD_FLAT = 1 << 2  # >=1 lead dropped: constant / all-zero (peak-to-peak < f
 QC_CLIPPED = 1 << 3  # some samples of present leads were clipped to +-clip_mv
 QC_PADDED = 1 << 4  # input shorter than duration_s: zero-padded, see valid_length
 QC_CROPPED = 1 << 5  # input longer than duration_s: the first duration_s kept
+QC_NAN_TRIMMED = 1 << 6  # leading/trailing NaN stretch (all usable leads) cut off; see valid_length
 QC_LEAD_ABSENT = 1 << 7  # a canonical lead is not in the input at all (require_all_leads=False)
 QC_CHECKSUM_MISMATCH = 1 << 8  # set by ingestion: header checksums disagree with the samples
 QC_FLAGS = {
@@ -38,6 +40,7 @@ QC_FLAGS = {
     "clipped": QC_CLIPPED,
     "padded": QC_PADDED,
     "cropped": QC_CROPPED,
+    "nan_trimmed": QC_NAN_TRIMMED,
     "lead_absent": QC_LEAD_ABSENT,
     "checksum_mismatch": QC_CHECKSUM_MISMATCH,
 }
@@ -185,6 +188,30 @@ def _fill_nans(x: np.ndarray, max_gap: int) -> bool:
     return True
 
 
+def _edge_runs(col: np.ndarray, max_gap: int) -> tuple[int, int]:
+    """[lo, hi) without the leading/trailing True runs of col that are longer than max_gap."""
+    n = len(col)
+    if col.all():
+        return 0, n
+    lead, trail = int(np.argmin(col)), int(np.argmin(col[::-1]))
+    return (lead if lead > max_gap else 0), (n - trail if trail > max_gap else n)
+
+
+def _trim_nan_edges(x: np.ndarray, nan: np.ndarray, max_gap: int, max_fraction: float):
+    """Drops leading/trailing stretches (> max_gap samples) where every lead is NaN, then those
+    where any lead that is not mostly NaN is NaN: a recording that started late or stopped early
+    keeps its real part, shifted to t=0 with a shorter valid_length, instead of losing every
+    lead to one shared gap. Returns (x, trimmed)."""
+    n0 = x.shape[1]
+    lo, hi = _edge_runs(nan.all(axis=0), max_gap)
+    x, nan = x[:, lo:hi], nan[:, lo:hi]
+    mostly = nan.mean(axis=1) > max_fraction
+    if not mostly.all():
+        lo, hi = _edge_runs(nan[~mostly].any(axis=0), max_gap)
+        x = x[:, lo:hi]
+    return x, x.shape[1] < n0
+
+
 def preprocess_signal(
     signal: np.ndarray,
     fs: float,
@@ -205,27 +232,35 @@ def preprocess_signal(
         raise PreprocessError("too_short", f"{n / fs:.2f} s < {p.min_duration_s} s")
     idx = select_leads(lead_names, p.require_all_leads)
     qc = 0
+    mask = np.zeros(NUM_LEADS, bool)
+    present = [k for k, i in enumerate(idx) if i is not None]
+    if len(present) < NUM_LEADS:
+        qc |= QC_LEAD_ABSENT
+    mask[present] = True
+    sel = signal[[idx[k] for k in present]]
+    has_nan = not np.isfinite(sel).all()
+    max_gap = int(p.max_nan_gap_s * fs)
+    if has_nan:
+        nan = np.isnan(sel)
+        if nan.all():
+            raise PreprocessError("all_nan")
+        if np.isinf(sel).any():
+            raise PreprocessError("non_finite", "infinite sample values")
+        sel, trimmed = _trim_nan_edges(sel, nan, max_gap, p.max_nan_fraction)
+        if trimmed:
+            qc |= QC_NAN_TRIMMED
+            n = sel.shape[1]
+            if n < p.min_duration_s * fs:
+                raise PreprocessError("too_short", f"{n / fs:.2f} s left after trimming NaN edges")
     n_in = int(round(p.duration_s * fs))
     if n > n_in:
         qc |= QC_CROPPED
         n = n_in
     x = np.zeros((NUM_LEADS, n), np.float64)
-    mask = np.zeros(NUM_LEADS, bool)
-    present = [k for k, i in enumerate(idx) if i is not None]
-    if len(present) < NUM_LEADS:
-        qc |= QC_LEAD_ABSENT
-    x[present] = signal[[idx[k] for k in present], :n]
-    mask[present] = True
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
+    x[present] = sel[:, :n]
+    if has_nan:
         nan = np.isnan(x)
-        any_nan = nan.any(axis=1)
-        if nan[present].all():
-            raise PreprocessError("all_nan")
-        if np.isinf(x).any():
-            raise PreprocessError("non_finite", "infinite sample values")
-        max_gap = int(p.max_nan_gap_s * fs)
-        for k in np.flatnonzero(any_nan):
+        for k in np.flatnonzero(nan.any(axis=1)):
             if nan[k].mean() > p.max_nan_fraction or not _fill_nans(x[k], max_gap):
                 x[k] = 0.0
                 mask[k] = False
