@@ -129,7 +129,7 @@ def test_amplitudes_and_r_wave_progression_are_realistic():
     med = np.median(pp, axis=0)
     assert np.all(med > 0.15) and np.all(med < 2.5), dict(zip(LEADS, med.round(2)))
     assert np.all(np.median(pp[:, 6:], axis=0) > 0.7)  # precordial QRS is about 1-2 mV
-    r_over_s = np.array([[x[IDX[v]].max() / -x[IDX[v]].min() for v in ("V1", "V6")] for x, _ in recs])
+    r_over_s = np.array([[x[IDX[v]].max() / max(-x[IDX[v]].min(), 1e-6) for v in ("V1", "V6")] for x, _ in recs])
     assert _frac(r_over_s[:, 0], lambda v: v < 1) >= 0.9  # V1 rS
     assert _frac(r_over_s[:, 1], lambda v: v > 1) >= 0.9  # V6 qR
     r_amp = np.array([[x[IDX[f"V{k}"]].max() for k in range(1, 7)] for x, _ in recs]).mean(0)
@@ -144,12 +144,22 @@ def test_heart_rate_matches_meta_and_rate_findings():
             assert abs(h - meta["hr"]) < 4.0
 
 
+def p_wave_mv(x):
+    """Peak-to-peak of lead II's median beat before the QRS: the P wave (AF's f-waves average out)."""
+    b, on, _ = _beat(x)
+    w = b[IDX["II"], on - int(0.25 * FS):on - int(0.02 * FS)]
+    return w.max() - w.min()
+
+
 def test_atrial_fibrillation_is_irregular_without_p_waves():
     af = _batch(("af",), n=10, seed=3)
     sinus = _batch((), n=10, seed=3)
     assert min(rr_cv(x) for x, _ in af) > 0.09
     assert max(rr_cv(x) for x, _ in sinus) < 0.06
     assert all(m["pr_ms"] is None for _, m in af)
+    p_af = [p_wave_mv(x) for x, _ in _batch(("af",), n=10, seed=3, hr=70)]
+    p_sinus = [p_wave_mv(x) for x, _ in _batch((), n=10, seed=3, hr=70)]
+    assert max(p_af) < 0.065 < min(p_sinus)
 
 
 @pytest.mark.parametrize("block", ["lbbb", "rbbb"])
@@ -191,7 +201,8 @@ def test_left_axis_deviation_from_limb_leads():
 def test_lvh_voltage_first_degree_block_and_old_infarct():
     sl_lvh = [sokolow_lyon(x) for x, _ in _batch(("lvh",), n=12, seed=7)]
     sl_norm = [sokolow_lyon(x) for x, _ in _batch((), n=12, seed=7)]
-    assert _frac(sl_lvh, lambda v: v > 3.5) >= 0.75 and _frac(sl_norm, lambda v: v > 3.5) <= 0.15
+    assert _frac(sl_lvh, lambda v: v > 3.5) >= 0.7 and _frac(sl_norm, lambda v: v > 3.5) <= 0.2
+    assert np.median(sl_lvh) > np.median(sl_norm) + 1.5
     pr_avb = [p_to_qrs_ms(x) for x, _ in _batch(("avb1",), n=10, seed=8, hr=70)]
     pr_norm = [p_to_qrs_ms(x) for x, _ in _batch((), n=10, seed=8, hr=70)]
     assert min(pr_avb) > max(pr_norm) - 10 and np.median(pr_avb) - np.median(pr_norm) > 70

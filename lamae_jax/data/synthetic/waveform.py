@@ -63,7 +63,7 @@ def _record_params(rng, names, hr, axis_deg, amplitude):
         elif "af" in names:
             hr = rng.uniform(62, 125)
         else:
-            hr = float(np.clip(rng.normal(74, 9), 61, 97))
+            hr = float(np.clip(rng.normal(74, 9), 63, 97))
     p["hr"] = float(hr)
     if axis_deg is None:
         if "lad" in names:
@@ -78,9 +78,9 @@ def _record_params(rng, names, hr, axis_deg, amplitude):
     p["qtc"] = rng.uniform(0.39, 0.45)
     p["z_r"] = rng.uniform(-0.35, -0.1)
     p["t_theta"] = float(np.clip(rng.normal(40, 20), -10, 90))
-    p["lvh_gain"] = rng.uniform(1.9, 2.5) if "lvh" in names else 1.0
+    p["lvh_gain"] = rng.uniform(2.1, 2.7) if "lvh" in names else 1.0
     p["lvh_strain"] = "lvh" in names and rng.random() < 0.5
-    p["p_amp"] = rng.uniform(0.08, 0.13) * p["scale"]
+    p["p_amp"] = rng.uniform(0.1, 0.16) * p["scale"]
     # Per-record jitter of each wave's direction: real heart-vector loops differ between people.
     p["jitter"] = {k: rng.normal(0.0, 0.22, 3) for k in ("q_septal", "s", "r_prime", "p_ra", "p_la")}
     p["jitter"]["t"] = rng.normal(0.0, 0.5, 3)
