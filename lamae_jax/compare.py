@@ -170,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         summary = trainer.train_and_evaluate(config, str(workdir))
         train_seconds = time.time() - t0
+        if summary.get("preempted"):
+            print(f"=== {v}: pretraining was interrupted at step {summary.get('step')} (checkpoint saved); "
+                  "rerun the same command to resume", flush=True)
+            return 3
         data_dir = data_dir or summary["data_dir"]
         print(f"=== {v}: evaluating", flush=True)
         results = evaluate.evaluate_workdir(str(workdir), data=data_dir, best=True, codes=args.codes,
