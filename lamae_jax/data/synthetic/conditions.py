@@ -48,6 +48,7 @@ _EXCLUSIVE = (
     ("af", "sinus_brady"), ("af", "sinus_tachy"), ("af", "avb1"), ("sinus_brady", "sinus_tachy"),
     ("lbbb", "rbbb"), ("lbbb", "lvh"), ("lbbb", "lad"), ("lbbb", "old_mi"), ("lbbb", "stemi_anterior"),
     ("lbbb", "stemi_inferior"), ("stemi_anterior", "stemi_inferior"),
+    ("old_mi", "rbbb"),  # together their initial and terminal forces leave no normal frontal axis to aim at
 )
 EXCLUSIVE = frozenset(frozenset(p) for p in _EXCLUSIVE)
 
