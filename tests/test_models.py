@@ -42,7 +42,7 @@ def test_shapes_and_finite_grads(cross_lead):
 
 
 def test_small_forward_bf16():
-    model = build(model_config("latent", size="small", dtype="bfloat16"))
+    model = build(model_config("latent", size="small", dtype="bfloat16", remat=True))
     x, lm = batch()
     x, lm = x[:1], lm[:1]
     variables = fast_jit(lambda: model.init({"params": jax.random.key(0), **rngs(1)}, x, lm))()

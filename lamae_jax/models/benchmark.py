@@ -1,0 +1,81 @@
+"""Parameter counts and CPU/GPU forward+backward step time of the model variants.
+
+    python -m lamae_jax.models.benchmark --sizes=tiny,small,base --params_only
+    python -m lamae_jax.models.benchmark --sizes=small --batch=32 --steps=5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from lamae_jax.losses import masked_patch_mse
+from lamae_jax.models import CROSS_LEAD, build, param_count
+
+
+def _config(size: str, cross_lead: str, dtype: str, **overrides) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(size=size, cross_lead=cross_lead, dtype=dtype,
+                                          **overrides))
+
+
+def count(size: str, cross_lead: str) -> int:
+    """Parameters without allocating or compiling anything (eval_shape)."""
+    model = build(_config(size, cross_lead, "float32"))
+    x, lm = jnp.zeros((1, 12, 2500)), jnp.ones((1, 12), bool)
+    k = jax.random.key(0)
+    shapes = jax.eval_shape(lambda: model.init({"params": k, "mask": k, "dropout": k}, x, lm))
+    return param_count(shapes["params"])
+
+
+def step_time(size: str, cross_lead: str, batch: int, steps: int, dtype: str,
+              **overrides) -> tuple[float, float]:
+    """Median (wall, process CPU) seconds of one jitted forward+backward after warm-up."""
+    model = build(_config(size, cross_lead, dtype, **overrides))
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (batch, 12, 2500))
+    lm = jnp.ones((batch, 12), bool)
+    params = jax.jit(lambda: model.init({"params": key, "mask": key, "dropout": key}, x, lm))()
+
+    @jax.jit
+    def grad_step(params, rng):
+        def loss_fn(p):
+            recon, aux = model.apply({"params": p}, x, lm, rngs={"mask": rng, "dropout": rng})
+            return masked_patch_mse(recon, aux["target"], aux["loss_mask"])
+        return jax.value_and_grad(loss_fn)(params)
+
+    jax.block_until_ready(grad_step(params["params"], key))  # compile + warm-up
+    times, cpu = [], []
+    for i in range(steps):
+        t, c = time.perf_counter(), time.process_time()
+        jax.block_until_ready(grad_step(params["params"], jax.random.key(i + 1)))
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(times), statistics.median(cpu)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="small")
+    ap.add_argument("--variants", default=",".join(CROSS_LEAD))
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--params_only", action="store_true")
+    a = ap.parse_args()
+    print(f"backend={jax.default_backend()} devices={jax.device_count()}")
+    for size in a.sizes.split(","):
+        for v in a.variants.split(","):
+            line = f"size={size:<5} cross_lead={v:<6} params={count(size, v):>11,}"
+            if not a.params_only:
+                wall, cpu = step_time(size, v, a.batch, a.steps, a.dtype)
+                line += f"  fwd+bwd batch {a.batch} {a.dtype}: {wall:.3f} s/step ({cpu:.2f} cpu-s)"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
