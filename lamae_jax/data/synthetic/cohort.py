@@ -3,7 +3,8 @@
 MIMIC-style facts reproduced: 8-digit subject ids 1xxxxxxx (sorted), 8-digit study ids 4xxxxxxx
 (unique), 1 to many studies per subject (median ~2), date-shifted years 2110-2210, ECGs clustered in
 hospital visits (ED stays, admissions) whose diagnoses label every ECG taken during them, and
-subject-grouped folds 0-19.
+subject-grouped folds 0-19. Ext-ICD rules: all_diag_hosp = ed_diag_hosp + hosp_diag_hosp;
+all_diag_all = all_diag_hosp where it is non-empty, else ed_diag_ed; ecg_no_within_stay = -1 outside stays.
 """
 
 from __future__ import annotations
@@ -67,9 +68,11 @@ def _visit_diagnoses(rng, findings, comorbid, kind):
     """ICD-10 lists for one visit: (ed_diag_ed, ed_diag_hosp, hosp_diag_hosp)."""
     finding_codes = [cond.CONDITIONS[f].code for f in findings]
     linked = [code for f in findings for code, p in cond.LINKED_CODES.get(f, ()) if rng.random() < p]
+    acute = [str(c) for c in rng.choice(cond.ACUTE_CODES, int(rng.integers(1, 9)), replace=False)]
     hosp = _union([c for c in finding_codes if rng.random() < 0.97],
-                  [c for c in comorbid if rng.random() < 0.85], linked)
-    ed = _union([c for c in finding_codes if rng.random() < 0.7], [c for c in comorbid if rng.random() < 0.25])
+                  [c for c in comorbid if rng.random() < 0.85], linked, acute)
+    ed = _union([c for c in finding_codes if rng.random() < 0.7], acute[:2],
+                [c for c in comorbid if rng.random() < 0.25])
     if kind == "ed":
         return ed, [], []
     if kind == "ed_hosp":
@@ -104,17 +107,17 @@ def _subject_studies(rng, seed, subject_id, first_index, count) -> list[Study]:
     sizes = np.bincount(rng.integers(0, n_visits, count - n_visits), minlength=n_visits) + 1 if count > n_visits \
         else np.ones(count, dtype=int)
     studies, findings, stay_counter = [], (), 0
-    dod = None
-    if rng.random() < 0.12:
-        dod = "pending"
+    dod = rng.random() < 0.25
     for v, size in enumerate(sizes.tolist()):
         if v:
             t += datetime.timedelta(days=float(rng.exponential(200.0)) + 1.0)
         age = anchor_age + (t.year - anchor_year)
         findings = cond.sample_conditions(rng, age, comorbid, findings)
+        # Ext-ICD: ~41.5 % of ECGs in no ED/hospital stay, 23 % in the ED (2/3 of those admitted), 37 % in hospital.
         p_outpatient = 0.2 if findings else 0.62
-        kind = "none" if rng.random() < p_outpatient else str(rng.choice(["ed", "ed_hosp", "hosp"], p=[0.4, 0.35, 0.25]))
+        kind = "none" if rng.random() < p_outpatient else str(rng.choice(["ed", "ed_hosp", "hosp"], p=[0.13, 0.27, 0.6]))
         ed_ed, ed_hosp, hosp_hosp = _visit_diagnoses(rng, findings, comorbid, kind)
+        all_hosp = _union(ed_hosp, hosp_hosp)
         stay_counter += 1
         ed_stay = 30_000_000 + (subject_id * 37 + stay_counter * 7919) % 9_999_999 if kind.startswith("ed") else None
         hadm = 20_000_000 + (subject_id * 53 + stay_counter * 104729) % 9_999_999 if kind in ("ed_hosp", "hosp") else None
@@ -124,12 +127,12 @@ def _subject_studies(rng, seed, subject_id, first_index, count) -> list[Study]:
             i = first_index + len(studies)
             icd = {
                 "ed_stay_id": ed_stay, "ed_hadm_id": hadm if kind == "ed_hosp" else None,
-                "hosp_hadm_id": hadm, "ed_diag_ed": _fmt_list(ed_ed), "ed_diag_hosp": _fmt_list(ed_hosp),
-                "hosp_diag_hosp": _fmt_list(hosp_hosp), "all_diag_hosp": _fmt_list(_union(ed_hosp, hosp_hosp)),
-                "all_diag_all": _fmt_list(_union(ed_ed, ed_hosp, hosp_hosp)), "gender": gender,
-                "age": anchor_age + (t.year - anchor_year), "anchor_year": anchor_year, "anchor_age": anchor_age,
-                "ecg_no_within_stay": k if kind != "none" else -1,
-                "ecg_taken_in_ed": kind.startswith("ed"), "ecg_taken_in_hosp": kind in ("ed_hosp", "hosp"),
+                "hosp_hadm_id": hadm if kind == "hosp" else None, "ed_diag_ed": _fmt_list(ed_ed),
+                "ed_diag_hosp": _fmt_list(ed_hosp), "hosp_diag_hosp": _fmt_list(hosp_hosp),
+                "all_diag_hosp": _fmt_list(all_hosp), "all_diag_all": _fmt_list(all_hosp or ed_ed),
+                "gender": gender, "age": anchor_age + (t.year - anchor_year), "anchor_year": anchor_year,
+                "anchor_age": anchor_age, "ecg_no_within_stay": k if kind != "none" else -1,
+                "ecg_taken_in_ed": kind.startswith("ed"), "ecg_taken_in_hosp": kind == "hosp",
                 "ecg_taken_in_ed_or_hosp": kind != "none", "fold": fold, "strat_fold": strat_fold,
             }
             studies.append(Study(i, subject_id, study_id_for(i, seed), t.replace(second=0, microsecond=0),
@@ -137,6 +140,9 @@ def _subject_studies(rng, seed, subject_id, first_index, count) -> list[Study]:
     death = None
     if dod:
         death = (t + datetime.timedelta(days=float(rng.exponential(300.0)))).date().isoformat()
+    missing = rng.random() < 0.006  # Ext-ICD writes gender "missing" and leaves ages empty for a few
     for st in studies:
         st.icd["dod"] = death or ""
+        if missing:
+            st.icd.update(gender="missing", age=None, anchor_year=None, anchor_age=None)
     return studies

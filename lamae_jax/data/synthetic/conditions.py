@@ -60,6 +60,12 @@ COMORBIDITIES = (
     ("F17210", 0.08, 0.0), ("G4733", 0.05, 0.005), ("I2510", 0.06, 0.03), ("I509", 0.03, 0.02),
     ("J189", 0.04, 0.01), ("Z7901", 0.0, 0.0), ("F419", 0.09, 0.0), ("M109", 0.03, 0.005),
 )
+# Reasons for a visit and in-hospital diagnoses (none implies an ECG finding of the list above).
+ACUTE_CODES = (
+    "R079", "R0789", "R0602", "R55", "R42", "J189", "N390", "E871", "E876", "D62", "K922", "I959", "E860",
+    "A419", "J9601", "R531", "R112", "R509", "S0990XA", "W19XXXA", "Y929", "Z66", "Z9181", "E1165", "Z794",
+    "Z7902", "Z86718", "E669", "G8929", "K5900", "Z951", "N189", "I129", "Z992", "R197", "M549", "G4700",
+)
 # Codes that follow from a cardiac finding in the same record (code, probability).
 LINKED_CODES = {
     "af": (("Z7901", 0.55), ("I509", 0.2)),

@@ -25,6 +25,8 @@ ICD_COLUMNS = ["file_name", "study_id", "subject_id", "ecg_time", "ed_stay_id", 
                "anchor_year", "anchor_age", "dod", "ecg_no_within_stay", "ecg_taken_in_ed", "ecg_taken_in_hosp",
                "ecg_taken_in_ed_or_hosp", "fold", "strat_fold"]
 ICD_FILE = "records_w_diag_icd10.csv"
+# Ext-ICD's file_name is record_list's path under the MIMIC-IV-ECG release folder; join on study_id.
+EXT_ICD_PREFIX = "mimic-iv-ecg-diagnostic-electrocardiogram-matched-subset-1.0/"
 NOTE_LINK_COLUMNS = ["subject_id", "study_id", "waveform_path", "note_id", "note_seq", "charttime"]
 
 
@@ -47,7 +49,7 @@ def _make_record(task):
     mm_row = measurements.measurement_row(rng, study, meta, cart_id, when)
     rl_row = [study.subject_id, study.study_id, study.study_id, when, path]
     icd = study.icd
-    icd_row = [path, study.study_id, study.subject_id, when] + [
+    icd_row = [EXT_ICD_PREFIX + path, study.study_id, study.subject_id, when] + [
         "" if icd[c] is None else icd[c] for c in ICD_COLUMNS[4:]]
     # Not every ECG is read by a cardiologist: ~70 % get a note, charted hours to a day later.
     note_time = None
