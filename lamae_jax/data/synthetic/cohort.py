@@ -114,7 +114,7 @@ def _subject_studies(rng, seed, subject_id, first_index, count) -> list[Study]:
         age = anchor_age + (t.year - anchor_year)
         findings = cond.sample_conditions(rng, age, comorbid, findings)
         # Ext-ICD: ~41.5 % of ECGs in no ED/hospital stay, 23 % in the ED (2/3 of those admitted), 37 % in hospital.
-        p_outpatient = 0.2 if findings else 0.62
+        p_outpatient = 0.28 if findings else 0.65
         kind = "none" if rng.random() < p_outpatient else str(rng.choice(["ed", "ed_hosp", "hosp"], p=[0.13, 0.27, 0.6]))
         ed_ed, ed_hosp, hosp_hosp = _visit_diagnoses(rng, findings, comorbid, kind)
         all_hosp = _union(ed_hosp, hosp_hosp)
