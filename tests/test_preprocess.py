@@ -287,3 +287,24 @@ def test_synthetic_mimic_tree_manifest_equals_records_minus_rejects(tmp_path):
         rec = _records(out, m["shard"])[int(m["index"])]
         assert np.abs(rec["signal"] - ref.signal).max() <= 0.5e-3 + 1e-6
         assert rec["lead_mask"].tolist() == ref.lead_mask.tolist() and rec["qc_flags"] == ref.qc_flags
+
+
+def test_progress_reports_rate_and_eta():
+    import io
+
+    from lamae_jax.data.ingest import Progress
+
+    s = io.StringIO()
+    bar = Progress(10, stream=s)
+    bar.update(4, skipped=True)  # resumed chunks do not inflate the rate
+    bar.update(6)
+    line = s.getvalue().strip().splitlines()[-1]
+    assert "10/10 records" in line and "rec/s" in line and "ETA 00:00:00" in line
+
+
+def test_rerun_with_other_settings_is_refused(tree, tmp_path, capsys):
+    root, _ = tree
+    out = str(tmp_path / "o")
+    assert _run(["--mimic-root", str(root), "--out", out, "--chunk-size", "50"], capsys)[0] == 0
+    rc = preprocess.main(["--mimic-root", str(root), "--out", out, "--chunk-size", "50", "--band", "1,30", "--quiet"])
+    assert rc == 2 and "different settings (params)" in capsys.readouterr().err

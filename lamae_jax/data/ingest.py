@@ -237,15 +237,20 @@ def _count_rows(cfg: IngestConfig) -> int:
     return sum(sum(1 for fn in fns if fn.endswith(".hea")) for _, _, fns in os.walk(cfg.root))
 
 
-def _schedule(cfg, tasks, progress, stop_after_chunks):
-    """Runs tasks (in-process for 1 worker); returns False if stopped early."""
+def _schedule(cfg, tasks, progress, stop_after_chunks, usage):
+    """Runs tasks (in-process for 1 worker); returns False if stopped early. usage collects each
+    worker's latest {pid: (cpu seconds, peak RSS MB)} for benchmarks."""
     done = 0
+
+    def record(res):
+        usage[res["pid"]] = (res["cpu_s"], res["maxrss_mb"])
+        progress.update(res["rows"])
+
     if cfg.workers == 1:
         for task in tasks:
             if task is None:
                 continue
-            W.process_chunk(task)
-            progress.update(len(task["rows"]))
+            record(W.process_chunk(task))
             done += 1
             if stop_after_chunks is not None and done >= stop_after_chunks:
                 return False
@@ -263,14 +268,14 @@ def _schedule(cfg, tasks, progress, stop_after_chunks):
             while len(pending) >= 2 * cfg.workers:
                 finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for fut in finished:
-                    progress.update(fut.result()["rows"])
+                    record(fut.result())
                     done += 1
                 if stop_after_chunks is not None and done >= stop_after_chunks:
                     for fut in pending:
                         fut.cancel()
                     return False
         for fut in cf.as_completed(pending):
-            progress.update(fut.result()["rows"])
+            record(fut.result())
     return True
 
 
@@ -342,10 +347,18 @@ def run_ingest(cfg: IngestConfig, progress: bool = True, stop_after_chunks: int 
             yield {"out": cfg.out, "root": cfg.root, "chunk": chunk, "rows": rows,
                    "fingerprint": fp, "params": cfg.params.to_dict(), "checksum": cfg.checksum}
 
-    finished = _schedule(cfg, tasks(), bar, stop_after_chunks)
+    usage: dict = {}
+    cpu0 = time.process_time()
+    finished = _schedule(cfg, tasks(), bar, stop_after_chunks, usage)
     bar.close()
+    # Not written to report.json (it must not depend on the machine): returned for benchmarks.
+    stats = {"worker_peak_rss_mb": max((u[1] for u in usage.values()), default=0.0)}
+    if cfg.workers == 1:
+        stats["worker_cpu_s"] = time.process_time() - cpu0
+    else:
+        stats["worker_cpu_s"] = sum(u[0] for u in usage.values())  # whole worker lifetime
     if not finished:
-        return {"complete": False, "seconds": time.perf_counter() - t0}
+        return {"complete": False, "seconds": time.perf_counter() - t0, **stats}
     # Chunks beyond the input (a shorter rerun) must not linger and confuse readers.
     for sub, name in ((W.PARTS_DIR, "chunk-{:05d}.json"), (W.SHARDS_DIR, "chunk-{:05d}.array_record")):
         keep = {name.format(c) for c in range(num_chunks)}
@@ -353,7 +366,7 @@ def run_ingest(cfg: IngestConfig, progress: bool = True, stop_after_chunks: int 
             if fn.startswith("chunk-") and fn not in keep:
                 os.remove(os.path.join(cfg.out, sub, fn))
     report = _merge(cfg, num_chunks, label_table)
-    return {**report, "complete": True, "seconds": time.perf_counter() - t0}
+    return {**report, "complete": True, "seconds": time.perf_counter() - t0, **stats}
 
 
 def summary_line(report: dict) -> str:

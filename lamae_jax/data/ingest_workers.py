@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 
 from lamae_jax.data import record_format
 from lamae_jax.data.labels import hash_split
@@ -137,4 +138,6 @@ def process_chunk(task: dict) -> dict:
     side = {"chunk": chunk, "fingerprint": task["fingerprint"], "rows": len(task["rows"]),
             "manifest": manifest, "rejects": rejects}
     write_atomic(sidecar_path(out, chunk), json.dumps(side, sort_keys=True).encode())
-    return {"chunk": chunk, "rows": len(task["rows"]), "written": len(manifest)}
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"chunk": chunk, "rows": len(task["rows"]), "written": len(manifest), "pid": os.getpid(),
+            "cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_mb": ru.ru_maxrss / 1024}
