@@ -68,3 +68,50 @@ def plot_lead_attention(att: np.ndarray, path: str | pathlib.Path, *, lead_mask=
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return {k: [float(v) for v in r] for k, r in rows.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lamae_jax.attention_plots --workdir W [--split val] [--out PNG]`."""
+    import argparse
+    import json
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m lamae_jax.attention_plots", description=__doc__)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--data", default=None, help="preprocessed directory (default: the training data)")
+    ap.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ap.add_argument("--step", type=int, default=None)
+    ap.add_argument("--out", default=None, help="PNG path (default W/eval/lead_attention_<split>.png)")
+    args = ap.parse_args(argv)
+
+    from lamae_jax import distributed, embedding
+    distributed.maybe_initialize()
+    import jax
+
+    from lamae_jax.data.dataset import PreprocessedECG
+
+    try:
+        model, params, config = embedding.load_model(args.workdir, step=args.step)
+        data_dir = embedding.resolve_data_dir(args.workdir, config, args.data)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if config.model.cross_lead != "latent":
+        print(f"error: model.cross_lead={config.model.cross_lead!r} has no latent attention", file=sys.stderr)
+        return 2
+    result = embedding.embed_split(model, params, data_dir, args.split)
+    if jax.process_index() != 0:
+        return 0
+    ds = PreprocessedECG(data_dir, args.split)
+    out = pathlib.Path(args.out or pathlib.Path(args.workdir) / "eval" / f"lead_attention_{args.split}.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = plot_lead_attention(result["lead_attention"], out, lead_mask=ds.manifest["lead_mask"],
+                               labels=ds.label_matrix() if ds.vocabulary else None,
+                               code_names=ds.vocabulary, title=f"Per-lead latent attention, {args.split}")
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -100,3 +100,20 @@ def test_summarise_seeds_averages_replicates():
     md = eval_report.markdown({"codes": ["a", "b"], "n_test_records": 100, "n_test_subjects": 50,
                                "summary": {"1": dict(summary, fraction=1.0, n_train_records=10.0)}})
     assert f"{summary['macro_auroc']:.3f}" in md
+
+
+def test_attention_average_ignores_absent_leads(tmp_path):
+    from lamae_jax import attention_plots
+
+    att = np.array([[0.5, 0.5] + [0.0] * 10, [0.1] * 10 + [0.0, 0.0]])
+    mask = np.array([[True, True] + [False] * 10, [True] * 10 + [False, False]])
+    mean = attention_plots.mean_attention(att, mask)
+    assert mean[0] == pytest.approx(0.3) and mean[5] == pytest.approx(0.1) and np.isnan(mean[11])
+    labels = np.array([[1, 0], [0, 0]])
+    rows = attention_plots.plot_lead_attention(att, tmp_path / "a.png", lead_mask=mask, labels=labels,
+                                               code_names=["I48", "R00"])
+    assert set(rows) == {"all", "I48", "no code"}  # R00 has no record: no row
+    assert rows["I48"][0] == pytest.approx(0.5) and rows["no code"][0] == pytest.approx(0.1)
+    assert (tmp_path / "a.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="no lead attention"):
+        attention_plots.plot_lead_attention(np.full((2, 12), np.nan), tmp_path / "b.png")
