@@ -89,7 +89,8 @@ def test_damaged_files_have_named_reasons(tmp_path, mimic_rec):
     assert _reason(mimic_rec) == "empty_header"
     for bad in ("40689238 twelve 500 5000\n", "40689238 12 500 5000\nx.dat 16 200/mV\n",
                 "40689238 2 500 5000\na.dat 16 abc(0)/mV 16 0 0 0 0 I\nb.dat 16 200 16 0 0 0 0 II\n",
-                "E00666.mat 12 500 5000 05-May-2020 14:50:55\n"):
+                "E00666.mat 12 500 5000 05-May-2020 14:50:55\n",
+                "40689238 1 500 5000\n../../secret.dat 16 200.0(0)/mV 16 0 0 0 0 I\n"):
         Path(hea).write_text(bad)
         assert _reason(mimic_rec) == "unparsable_header", bad
 

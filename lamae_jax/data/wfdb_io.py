@@ -133,6 +133,8 @@ def parse_header(text: str) -> Header:
             h.sig_names.append(" ".join(toks[8:]) if len(toks) > 8 else "")
         except (ValueError, IndexError) as e:
             raise RecordError("unparsable_header", f"signal line {' '.join(toks)!r}") from e
+        if "/" in toks[0] or "\\" in toks[0] or toks[0].startswith(".."):
+            raise RecordError("unparsable_header", f"signal file {toks[0]!r} outside the record directory")
         if fmt != "16" or block != 0 or h.adc_gains[-1] <= 0:
             h.simple16 = False
     if (
