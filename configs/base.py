@@ -24,7 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     c.model.size = "base"  # tiny | small | base; widths below override when > 0
-    c.model.cross_lead = "latent"  # latent (LAMAE) | none (independent leads) | joint (ST-MEM)
+    c.model.cross_lead = "latent"  # latent (LAMAE) | none | joint (ST-MEM) | align (CLOCS-style)
     c.model.num_leads = 12
     c.model.num_samples = 2500
     c.model.patch_size = 50
@@ -44,6 +44,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.remat = False
     c.model.attention_impl = ""  # "" = JAX chooses | xla | cudnn (jax.nn.dot_product_attention)
     c.model.norm_pix_loss = False
+    c.model.contrastive_weight = 1.0  # cross_lead=align only (losses.pretraining_loss)
+    c.model.contrastive_temperature = 0.1
 
     c.data = ml_collections.ConfigDict()
     c.data.root = ""  # preprocessed shards (python -m lamae_jax.preprocess); "" = embedded synthetic

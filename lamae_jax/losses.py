@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
@@ -22,3 +23,38 @@ def masked_patch_mse(recon: jnp.ndarray, target: jnp.ndarray, loss_mask: jnp.nda
     per_patch = jnp.mean((recon - target) ** 2, axis=-1)
     w = loss_mask.astype(jnp.float32)
     return jnp.sum(per_patch * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def lead_contrastive_loss(z: jnp.ndarray, valid: jnp.ndarray,
+                          temperature: float = 0.1) -> jnp.ndarray:
+    """CLOCS-style (CMLC) multi-positive InfoNCE: the leads of one ECG are positives of each other,
+    every lead of the other ECGs in the batch a negative.
+
+    z [B, L, E] lead projections, valid [B, L] bool (present, visible leads). Anchors without a
+    positive (ECGs with a single valid lead) are skipped; 0 when there is none.
+    """
+    b, l, e = z.shape
+    z = z.reshape(b * l, e).astype(jnp.float32)
+    z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-6)
+    v = valid.reshape(b * l)
+    ecg = jnp.repeat(jnp.arange(b), l)
+    not_self = ~jnp.eye(b * l, dtype=bool)
+    keys = v[None, :] & not_self
+    logits = jnp.where(keys, z @ z.T / temperature, -1e30)
+    logp = logits - jax.scipy.special.logsumexp(logits, axis=-1, keepdims=True)
+    pos = (ecg[:, None] == ecg[None, :]) & keys & v[:, None]
+    n_pos = pos.sum(-1)
+    per_anchor = -jnp.sum(jnp.where(pos, logp, 0.0), axis=-1) / jnp.maximum(n_pos, 1)
+    anchors = (v & (n_pos > 0)).astype(jnp.float32)
+    return jnp.sum(per_anchor * anchors) / jnp.maximum(jnp.sum(anchors), 1.0)
+
+
+def pretraining_loss(recon: jnp.ndarray, aux: dict, norm_pix: bool = False,
+                     contrastive_weight: float = 1.0, temperature: float = 0.1) -> jnp.ndarray:
+    """The full pretraining objective for any cross_lead variant: masked-patch MSE, plus the
+    weighted lead-alignment term when the model returns lead projections (`align`)."""
+    loss = masked_patch_mse(recon, aux["target"], aux["loss_mask"], norm_pix=norm_pix)
+    if aux.get("lead_projection") is not None and contrastive_weight:
+        loss = loss + contrastive_weight * lead_contrastive_loss(
+            aux["lead_projection"], aux["projection_mask"], temperature)
+    return loss

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from lamae_jax.losses import masked_patch_mse
+from lamae_jax.losses import pretraining_loss
 from lamae_jax.models import build
 
-VARIANTS = ("latent", "none", "joint")
+VARIANTS = ("latent", "none", "joint", "align")
 # XLA:CPU backend optimisation costs ~3x compile time and buys nothing at tiny sizes.
 fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 B = 8  # one batch size everywhere (8 = mesh size), so compiled functions are shared
@@ -55,7 +55,7 @@ class Jitted:
         def loss_fn(params):
             recon, aux = self.model.apply({"params": params}, x, lm, train=True,
                                           lead_ids=lead_ids, rngs=r)
-            return masked_patch_mse(recon, aux["target"], aux["loss_mask"]), (recon, aux)
+            return pretraining_loss(recon, aux), (recon, aux)
 
         return jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lamae_jax.losses import masked_patch_mse
+from lamae_jax.losses import lead_contrastive_loss, masked_patch_mse
 from lamae_jax.models import build, param_count, resolve
 from lamae_jax.models.masking import sample_masking
 from models_helpers import B, VARIANTS, batch, default_ids, fast_jit, jitted, model_config, rngs
@@ -33,6 +33,12 @@ def test_shapes_and_finite_grads(cross_lead):
         assert float(aux["latent_attention"][0, 4]) == 0.0
     else:
         assert aux["latent_attention"] is None
+    if cross_lead == "align":
+        chex.assert_shape(aux["lead_projection"], (B, 12, 128))
+        assert not aux["projection_mask"][0, 4]
+        assert float(jnp.abs(grads["projection"]["layers_0"]["kernel"]).sum()) > 0
+    else:
+        assert "lead_projection" not in aux
     emb, eaux = m.embed(variables, x, lm)
     d = resolve(model_config(cross_lead)).encoder_width
     chex.assert_shape(emb, (B, d))
@@ -131,3 +137,32 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="patch_size"):
         model.init({"params": jax.random.key(0), **rngs(1)}, jnp.zeros((1, 12, 2510)),
                    jnp.ones((1, 12), bool))
+
+
+def test_lead_contrastive_loss():
+    rng = np.random.default_rng(1)
+    b, l, e = 4, 12, 16
+    valid = np.ones((b, l), bool)
+    valid[0, 3] = valid[2, :10] = False
+    z = rng.normal(size=(b, l, e)).astype(np.float32)
+    # numpy reference: multi-positive InfoNCE over valid leads, positives = same ECG
+    zf = z.reshape(-1, e) / np.linalg.norm(z.reshape(-1, e), axis=-1, keepdims=True)
+    v, ecg = valid.reshape(-1), np.repeat(np.arange(b), l)
+    losses = []
+    for i in np.flatnonzero(v):
+        keys = v.copy()
+        keys[i] = False
+        s = zf @ zf[i] / 0.1
+        logp = s - np.log(np.exp(s[keys]).sum())
+        pos = keys & (ecg == ecg[i])
+        if pos.any():
+            losses.append(-logp[pos].mean())
+    got = lead_contrastive_loss(jnp.asarray(z), jnp.asarray(valid), 0.1)
+    np.testing.assert_allclose(got, np.mean(losses), rtol=1e-5)
+    # invalid leads' projections do not matter; aligned leads give a lower loss than random ones
+    z2 = z.copy()
+    z2[~valid] = 1e3
+    np.testing.assert_allclose(lead_contrastive_loss(jnp.asarray(z2), jnp.asarray(valid)), got,
+                               rtol=1e-6)
+    aligned = np.broadcast_to(np.eye(e)[:b, None, :], (b, l, e)) + 0.01 * z
+    assert float(lead_contrastive_loss(jnp.asarray(aligned), jnp.asarray(valid))) < float(got) - 1

@@ -1,7 +1,7 @@
 """MAE decoder: per-lead full-length tokens (visible tokens + a learned mask token) -> patches.
 
 `latent`: self-attention within each lead and cross-attention to the latents (the only path
-between leads). `none`: self-attention within each lead only. `joint`: one self-attention over
+between leads). `none` / `align`: self-attention within each lead only. `joint`: one self-attention over
 all leads' tokens (ST-MEM style). Missing leads are padded out of every key set.
 """
 

@@ -1,7 +1,8 @@
 """The LAMAE module: tokenize -> mask -> lead encoder -> cross-lead mixing -> decoder.
 
 `cross_lead` switches the cross-lead mechanism: `latent` (LAMAE), `none` (independent-lead MAE),
-`joint` (ST-MEM-style single transformer). Missing leads (lead_mask False) are zeroed on entry and
+`joint` (ST-MEM-style single transformer), `align` (independent-lead MAE whose per-lead projections
+are aligned across the leads of one ECG by a CLOCS-style contrastive term, losses.pretraining_loss). Missing leads (lead_mask False) are zeroed on entry and
 padded out of every key set, so their values cannot influence any output.
 """
 
@@ -30,6 +31,9 @@ class LAMAE(nn.Module):
         if d.cross_lead == "latent":
             self.latent = LatentAttention(d.num_latents, d.latent_depth, d.encoder_heads,
                                           d.mlp_ratio, d.dropout, dtype, d.remat, d.attention_impl)
+        if d.cross_lead == "align":
+            self.projection = nn.Sequential([nn.Dense(d.encoder_width), nn.gelu,
+                                             nn.Dense(d.projection_dim)])
         self.decoder = Decoder(d.cross_lead, d.decoder_width, d.decoder_depth, d.decoder_heads,
                                d.num_leads, d.patch_size, d.mlp_ratio, d.dropout, dtype, d.remat,
                                d.attention_impl)
@@ -68,7 +72,8 @@ class LAMAE(nn.Module):
         """Masked pretraining pass (needs the 'mask' RNG; 'dropout' too when dropout > 0 and train).
 
         Returns recon [B, L, N, P] float32 and aux: target, loss_mask, patch_mask, whole_lead_mask,
-        latent_attention ([B, L] or None).
+        latent_attention ([B, L] or None); `align` adds lead_projection [B, L, E] and
+        projection_mask [B, L] (leads with visible tokens).
         """
         d = self.dims
         patches, lead_mask, lead_ids = self._inputs(signal, lead_mask, lead_ids)
@@ -86,6 +91,9 @@ class LAMAE(nn.Module):
         aux = dict(target=patches, loss_mask=m.patch_mask & lead_mask[..., None],
                    patch_mask=m.patch_mask, whole_lead_mask=m.whole_lead,
                    latent_attention=lead_attention)
+        if d.cross_lead == "align":
+            aux["lead_projection"] = self.projection(h.mean(axis=2)).astype(jnp.float32)
+            aux["projection_mask"] = visible_valid
         return recon, aux
 
     def encode(self, signal, lead_mask, lead_ids=None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-CROSS_LEAD = ("latent", "none", "joint")
+CROSS_LEAD = ("latent", "none", "joint", "align")
 
 # encoder/decoder widths, depths and heads; latents. `base` is the paper scale (ViT-B encoder).
 SIZES: dict[str, dict[str, int]] = {
@@ -46,6 +46,7 @@ class ModelDims:
     dtype: str = "float32"
     remat: bool = False
     attention_impl: str | None = None  # None = let JAX choose; 'xla' | 'cudnn'
+    projection_dim: int = 128  # `align` only: lead projection head for the contrastive term
 
     def num_masked(self, num_patches: int) -> int:
         """Exact number of masked patches per lead (round half to even, as Python's round)."""
