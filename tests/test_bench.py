@@ -81,14 +81,21 @@ def test_train_figures_targets():
 
 def test_preprocess_and_loader_figures():
     pre = {"plain_read": {"records_per_s": 100.0},
-           "runs": [{"workers": 1, "records_per_s": 150.0, "records_per_s_per_core": 150.0,
+           "runs": [{"workers": 1, "records": 100, "seconds": 1.0, "records_per_s": 150.0,
+                     "records_per_s_per_core": 150.0, "marginal_records_per_s": 160.0,
+                     "records_per_cpu_s": 170.0, "plain_read_records_per_cpu_s": 110.0,
                      "rss_peak_main_bytes": 100, "rss_peak_worker_bytes": 50},
-                    {"workers": 2, "records_per_s": 180.0, "records_per_s_per_core": 90.0,
+                    {"workers": 2, "records": 100, "seconds": 1.0, "records_per_s": 180.0,
+                     "records_per_s_per_core": 90.0,
                      "rss_peak_main_bytes": 120, "rss_peak_worker_bytes": 60}]}
     figs = bench_preprocess.figures(pre)
-    assert [f.status for f in figs[:2]] == ["PASS", "MISS"]
-    assert figs[2].value == 180  # main + worker peaks
-    assert math.isclose(figs[3].value, 1.2)
+    names = [f.name for f in figs]
+    assert names[:3] == ["records/s/core, 1 worker(s), marginal wall", "records per CPU-second, 1 worker(s)",
+                         "records/s/core, 2 worker(s), whole run"]
+    assert [f.status for f in figs[:3]] == ["PASS", "PASS", "MISS"]
+    assert math.isclose(figs[0].ratio, 1.6) and math.isclose(figs[1].ratio, 170 / 110)
+    assert figs[3].value == 180  # main + worker peaks
+    assert math.isclose(figs[4].value, 1.2)  # whole-run scaling when a marginal rate is missing
     loader = {"runs": [{"workers": 0, "cores": 1, "ecg_per_s": 12_000.0},
                        {"workers": 2, "cores": 2, "ecg_per_s": 16_000.0},
                        {"workers": 4, "cores": 2, "error": "worker died"}]}
@@ -122,3 +129,25 @@ def test_cli_rejects_unknown_section():
     assert parse_args(["--sections", "train,loader"]).sections == ["train", "loader"]
     with pytest.raises(SystemExit):
         parse_args(["--sections", "trian"])
+
+
+def test_gpu_plan_compares_none_at_the_batch_found(monkeypatch):
+    """--gpu: bf16 on the default backend, base batch from the doubling search, 'none' at that batch."""
+    calls = []
+
+    def fake_child(spec, devices=None, platform="cpu"):
+        calls.append((dict(spec), devices, platform))
+        batch = 64 if spec.get("max_batch_search") else spec["batch"]
+        return _model(spec["size"], spec.get("cross_lead", "latent"), 0.1, batch=batch) | {"dtype": spec["dtype"]}
+
+    monkeypatch.setattr(bench_train, "run_child", fake_child)
+    res = bench_train.run_section(quick=True, gpu=True, log=lambda *_: None)
+    assert all(p is None and c[0]["dtype"] == "bfloat16" for c in calls for p in [c[2]])
+    none = [c[0] for c in calls if c[0].get("cross_lead") == "none"]
+    assert none == [none[0]] and none[0]["batch"] == 64 and none[0]["size"] == "base"
+    figs = {f.name: f for f in bench_train.figures(res, peak_flops=2e9, gpu=True)}
+    assert figs["base b=64 MFU (XLA FLOP/s / matmul peak)"].target == ">= 0.45"
+    assert not any("simulated devices" in name for name in figs)
+    cpu = bench_train.plan(quick=True, gpu=False)
+    assert {(p["size"], p.get("cross_lead", "latent"), p.get("devices")) for p in cpu} >= {
+        ("base", "none", None), ("small", "latent", 8)}

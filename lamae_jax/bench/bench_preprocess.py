@@ -117,28 +117,61 @@ def _ingest_bench(root: str, workers: int, chunk_size: int) -> dict | None:
         "rss_peak_main_bytes": int(r["peak_rss_mb_parent"] * 2**20),
         "rss_peak_worker_bytes": int(r["peak_rss_mb_workers"] * 2**20),
         "plain_read_records_per_s": r["rdrecord_records_per_s"], "method": "ingest_bench",
+        # Records per CPU-second of the workers' processing (no start-up, robust to a busy machine).
+        "records_per_cpu_s": r.get("full_records_per_cpu_s"),
+        "plain_read_records_per_cpu_s": r.get("rdrecord_records_per_cpu_s"),
     }
+
+
+def subset_tree(root: str, dst: str, n: int) -> str:
+    """A view of the first n records of `root` (its own record_list.csv, files/ symlinked)."""
+    os.makedirs(dst, exist_ok=True)
+    with open(os.path.join(root, "record_list.csv"), newline="") as fh:
+        lines = fh.readlines()
+    with open(os.path.join(dst, "record_list.csv"), "w", newline="") as fh:
+        fh.writelines(lines[: n + 1])
+    if not os.path.exists(os.path.join(dst, "files")):
+        os.symlink(os.path.join(os.path.abspath(root), "files"), os.path.join(dst, "files"))
+    return dst
+
+
+def _measure(root: str, out: str, workers: int, chunk: int) -> dict:
+    try:
+        res = _ingest_bench(root, workers, chunk)
+    except Exception as e:  # fall back to the CLI driver, and say why
+        res = {"error": f"ingest_bench: {type(e).__name__}: {str(e)[:300]}", "workers": workers}
+    if res is None or "error" in res:
+        fallback = run_preprocess(root, out, workers, chunk)
+        fallback["method"] = "python -m lamae_jax.preprocess"
+        res = fallback if res is None else dict(fallback, ingest_bench_error=res["error"])
+    return res
 
 
 def run_section(tmp: str, *, num_records: int, workers: list[int], seed: int = 0) -> dict:
     """Generates the data; times the plain read and the full preprocessing at each worker count;
-    leaves one preprocessed directory (`data_dir`) for the loader section."""
+    leaves one preprocessed directory (`data_dir`) for the loader section.
+
+    Each worker count runs on all records and on the first quarter: the difference gives the
+    marginal (steady-state) rate, free of the fixed cost of starting the worker pool (imports),
+    which a 1000-record run shows and an 800,000-record run does not.
+    """
     root = os.path.join(tmp, "mimic")
     gen = make_dataset(root, num_records, seed)
     paths = record_paths(root)
     # Enough chunks for every worker count to balance (a chunk is the unit of parallel work).
     chunk = max(8, len(paths) // (4 * max(workers)))
-    plain = plain_read_rate(paths)
+    small = subset_tree(root, os.path.join(tmp, "mimic-quarter"), max(chunk, len(paths) // 4))
+    plain = plain_read_rate(paths[:500])
     runs = []
     for w in workers:
-        try:
-            res = _ingest_bench(root, w, chunk)
-        except Exception as e:  # fall back to the CLI driver, and say why
-            res = {"error": f"ingest_bench: {type(e).__name__}: {str(e)[:300]}", "workers": w}
-        if res is None or "error" in res:
-            fallback = run_preprocess(root, os.path.join(tmp, f"pre-w{w}"), w, chunk)
-            fallback["method"] = "python -m lamae_jax.preprocess"
-            res = fallback if res is None else dict(fallback, ingest_bench_error=res["error"])
+        res = _measure(root, os.path.join(tmp, f"pre-w{w}"), w, chunk)
+        if "error" not in res:
+            part = _measure(small, os.path.join(tmp, f"pre-w{w}-quarter"), w, chunk)
+            res["quarter_run"] = part
+            dn, dt = res["records"] - part.get("records", 0), res["seconds"] - part.get("seconds", 0)
+            if "error" not in part and dn > 0 and dt > 0:
+                res["marginal_records_per_s"] = dn / dt
+                res["startup_s"] = max(0.0, res["seconds"] - res["records"] / (dn / dt))
         runs.append(res)
     data = os.path.join(tmp, "preprocessed")
     cli = run_preprocess(root, data, max(workers), chunk)
@@ -155,17 +188,33 @@ def figures(res: dict) -> list:
     from lamae_jax.bench.report import Figure, at_least
 
     plain = res["plain_read"]["records_per_s"]
+    base = "plain wfdb.rdrecord loop"
     figs = []
     runs = res["runs"]
     for r in runs:
+        w = r["workers"]
         if "error" in r:
-            figs.append(Figure("preprocess", f"records/s/core, {r['workers']} worker(s)", None,
+            figs.append(Figure("preprocess", f"records/s/core, {w} worker(s)", None,
                                target=">= 1.00x", note=r["error"]))
             continue
-        ratio = r["records_per_s_per_core"] / plain
-        figs.append(Figure("preprocess", f"records/s/core, {r['workers']} worker(s)",
-                           r["records_per_s_per_core"], "rec/s", "plain wfdb.rdrecord loop", plain,
-                           target=">= 1.00x", passed=at_least(ratio, 1.0)))
+        cores = max(1, min(w, os.cpu_count() or 1))
+        marginal = r.get("marginal_records_per_s")
+        whole = (f"whole run {r['records_per_s_per_core']:.0f} rec/s/core ({r['records']} records "
+                 f"in {r['seconds']:.1f} s, ~{r.get('startup_s', 0):.1f} s of it pool start-up)")
+        if marginal:
+            figs.append(Figure("preprocess", f"records/s/core, {w} worker(s), marginal wall",
+                               marginal / cores, "rec/s", base, plain, target=">= 1.00x",
+                               passed=at_least(marginal / cores / plain, 1.0), note=whole))
+        else:
+            figs.append(Figure("preprocess", f"records/s/core, {w} worker(s), whole run",
+                               r["records_per_s_per_core"], "rec/s", base, plain, target=">= 1.00x",
+                               passed=at_least(r["records_per_s_per_core"] / plain, 1.0), note=whole))
+        if r.get("records_per_cpu_s") and r.get("plain_read_records_per_cpu_s"):
+            figs.append(Figure("preprocess", f"records per CPU-second, {w} worker(s)",
+                               r["records_per_cpu_s"], "rec/s", "plain read per CPU-s",
+                               r["plain_read_records_per_cpu_s"], target=">= 1.00x",
+                               passed=at_least(r["records_per_cpu_s"] / r["plain_read_records_per_cpu_s"], 1.0),
+                               note="workers' CPU time: no start-up, robust to other load"))
     good = [r for r in runs if "error" not in r]
     if good:
         figs.append(Figure("preprocess", "peak RSS (main + largest worker)",
@@ -175,9 +224,12 @@ def figures(res: dict) -> list:
     if len(good) >= 2:
         one, many = good[0], good[-1]
         cores = min(many["workers"], os.cpu_count() or 1)
-        figs.append(Figure("preprocess", f"scaling 1 -> {many['workers']} workers",
-                           many["records_per_s"] / one["records_per_s"], "x",
-                           "ideal (cores)", float(cores)))
+        key = "marginal_records_per_s" if one.get("marginal_records_per_s") and \
+            many.get("marginal_records_per_s") else "records_per_s"
+        figs.append(Figure("preprocess", f"scaling 1 -> {many['workers']} workers"
+                           + (", marginal" if key.startswith("marginal") else ""),
+                           many[key] / one[key], "x", "ideal (cores)", float(cores),
+                           note=f"whole runs: {many['records_per_s'] / one['records_per_s']:.2f}x"))
     return figs
 
 
