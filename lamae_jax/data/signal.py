@@ -256,8 +256,11 @@ def preprocess_signal(
     if n > n_in:
         qc |= QC_CROPPED
         n = n_in
-    x = np.zeros((NUM_LEADS, n), np.float64)
-    x[present] = sel[:, :n]
+    if len(present) == NUM_LEADS:  # sel is already a fresh copy in canonical order
+        x = np.asarray(sel[:, :n], np.float64)
+    else:
+        x = np.zeros((NUM_LEADS, n), np.float64)
+        x[present] = sel[:, :n]
     if has_nan:
         nan = np.isnan(x)
         for k in np.flatnonzero(nan.any(axis=1)):
