@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band", type=_band, default=(0.67, 40.0), help="band-pass 'LOW,HIGH' Hz or 'none'")
     p.add_argument("--clip-mv", type=_positive(float), default=10.0)
     p.add_argument("--storage-dtype", choices=("int16", "float16", "float32"), default="int16")
+    p.add_argument("--shard-compression", choices=("none", "zstd"), default="none",
+                   help="none reads ~4x faster (default); zstd makes shards ~1.7x smaller")
     p.add_argument("--max-nan-gap", type=_positive(float), default=1.0,
                    help="seconds; longer NaN runs drop the lead")
     p.add_argument("--keep-checksum-mismatch", action="store_true",
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                            label_column=a.label_column, min_label_count=a.min_label_count,
                            truncate=None if a.no_truncate else 5, expand_ancestors=not a.no_ancestors,
                            workers=a.workers, chunk_size=a.chunk_size,
-                           checksum="flag" if a.keep_checksum_mismatch else "reject", params=params)
+                           checksum="flag" if a.keep_checksum_mismatch else "reject",
+                           shard_compression=a.shard_compression, params=params)
     except ValueError as e:
         parser.error(str(e))
     try:

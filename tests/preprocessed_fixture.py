@@ -62,7 +62,7 @@ def write_preprocessed(
     rows = []
     for chunk, start in enumerate(range(0, len(records), chunk_size)):
         name = f"chunk-{chunk:05d}.array_record"
-        writer = ArrayRecordWriter(str(out / "shards" / name), "group_size:1")
+        writer = ArrayRecordWriter(str(out / "shards" / name), "group_size:1,uncompressed")
         for index, r in enumerate(records[start:start + chunk_size]):
             writer.write(record_format.serialize(
                 signal_mv=r["signal"], lead_mask=r["lead_mask"], valid_length=r["valid_length"],

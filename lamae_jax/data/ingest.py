@@ -42,6 +42,8 @@ class IngestConfig:
     workers: int = 1
     chunk_size: int = 1024
     checksum: str = "reject"  # or "flag": keep records whose checksums disagree, with a QC flag
+    # Uncompressed shards read ~4x faster (the loader's 10k ECG/s/core target); zstd is ~1.7x smaller.
+    shard_compression: str = "none"
     params: PreprocessParams = dataclasses.field(default_factory=PreprocessParams)
 
     def __post_init__(self):
@@ -53,6 +55,8 @@ class IngestConfig:
             raise ValueError("chunk_size and workers must be >= 1")
         if self.checksum not in ("reject", "flag"):
             raise ValueError("checksum must be 'reject' or 'flag'")
+        if self.shard_compression not in ("none", "zstd"):
+            raise ValueError("shard_compression must be 'none' or 'zstd'")
 
     @property
     def root(self) -> str:
@@ -345,7 +349,8 @@ def run_ingest(cfg: IngestConfig, progress: bool = True, stop_after_chunks: int 
                 yield None
                 continue
             yield {"out": cfg.out, "root": cfg.root, "chunk": chunk, "rows": rows,
-                   "fingerprint": fp, "params": cfg.params.to_dict(), "checksum": cfg.checksum}
+                   "fingerprint": fp, "params": cfg.params.to_dict(), "checksum": cfg.checksum,
+                   "compression": cfg.shard_compression}
 
     usage: dict = {}
     cpu0 = time.process_time()

@@ -113,7 +113,8 @@ def process_chunk(task: dict) -> dict:
     shard_path = os.path.join(out, SHARDS_DIR, shard)
     manifest, rejects = [], []
     tmp = _tmp(shard_path)
-    writer = ArrayRecordWriter(tmp, "group_size:1")
+    options = "group_size:1" + (",uncompressed" if task.get("compression", "none") == "none" else "")
+    writer = ArrayRecordWriter(tmp, options)
     try:
         for row in task["rows"]:
             if row.get("reject"):
