@@ -35,14 +35,16 @@ def median_beat(x, pre=0.45, post=0.6):
 
 
 def qrs_bounds(beat, a):
-    """QRS onset/offset: contiguous run around the peak spatial velocity above 10 % of it."""
+    """QRS onset/offset: run around the peak spatial velocity above 10 % of it (and above the noise
+    floor), bridging dips shorter than 20 ms (the top of a broad or notched R)."""
     e = np.convolve(np.sum(np.abs(np.diff(beat, axis=1)), axis=0), np.ones(11) / 11, mode="same")
     c = a - 40 + int(np.argmax(e[a - 40:a + 40]))
-    thr = max(0.1 * e[c], 3.0 * np.median(e))
+    above = e > max(0.1 * e[c], 3.0 * np.percentile(e, 20))
+    gap = int(0.02 * FS)
     on, off = c, c
-    while on > c - 0.12 * FS and e[on] > thr:
+    while on > c - 0.12 * FS and above[on - gap:on].any():
         on -= 1
-    while off < c + 0.12 * FS and e[off] > thr:
+    while off < c + 0.12 * FS and above[off + 1:off + 1 + gap].any():
         off += 1
     return on, off
 
@@ -85,16 +87,19 @@ def sokolow_lyon(x):
 
 
 def inferior_q_ms(x):
-    """Median over II, III, aVF of an initial negative deflection's duration when an R follows it."""
+    """Shortest over II, III, aVF (an inferior infarct shows in all three) of the duration of an
+    initial negative QRS deflection (Q or QS); 0 if the QRS starts upwards (an r wave)."""
     b, on, off = _beat(x)
     out = []
     for lead in ("II", "III", "aVF"):
         s = b[IDX[lead], on:off]
         big = np.nonzero(np.abs(s) > 0.05)[0]
-        pos = np.nonzero(s[big[0]:] > 0)[0] if big.size and s[big[0]] < 0 else np.array([], int)
-        ok = pos.size and s[big[0] + pos[0]:].max() >= 0.1
-        out.append((big[0] + pos[0]) * 1000 / FS if ok else 0.0)
-    return float(np.median(out))
+        if big.size == 0 or s[big[0]] > 0:
+            out.append(0.0)
+            continue
+        pos = np.nonzero(s[big[0]:] > 0)[0]
+        out.append((big[0] + (pos[0] if pos.size else s.size - big[0])) * 1000 / FS)
+    return float(np.min(out))
 
 
 def p_to_qrs_ms(x):

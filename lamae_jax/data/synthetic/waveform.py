@@ -101,8 +101,10 @@ def _lobes(names, p) -> list[_Lobe]:
         t_amp = 0.42 * s
     else:
         r_gain = p["lvh_gain"]
+        septal, septal_amp = ((-0.35, 0.8, 0.5), 0.3) if "lad" in names else ((-0.55, 0.15, 0.8), 0.17)
         lobes += [
-            _Lobe("q_septal", _unit(*(_unit(-0.55, 0.15, 0.8) + jit["q_septal"])), -0.021, 0.17 * s, 0.007),
+            # Septal forces; in left anterior fascicular block they point inferior -> rS in II/III/aVF.
+            _Lobe("q_septal", _unit(*(_unit(*septal) + jit["q_septal"])), -0.021, septal_amp * s, 0.007),
             _Lobe("r", _dir(th, p["z_r"]), 0.0, 1.1 * s * r_gain, 0.0095),
             _Lobe("s", _unit(*(_unit(-0.3, -0.55, -0.78) + jit["s"])), 0.024, 0.36 * s * r_gain, 0.0075),
         ]
@@ -111,11 +113,11 @@ def _lobes(names, p) -> list[_Lobe]:
         if p["lvh_strain"]:  # strain: T opposite to the QRS
             t_dir = -_dir(th, p["z_r"]) + np.array([0.0, 0.0, 0.3])
         if "rbbb" in names:  # late right-ventricular activation: R' in V1, wide S in I/V6
-            lobes.append(_Lobe("r_prime", _unit(*(_unit(-0.5, 0.0, 0.87) + 0.3 * jit["r_prime"])), 0.056, 0.62 * s,
-                               0.016))
+            lobes.append(_Lobe("r_prime", _unit(*(_unit(-0.5, 0.0, 0.87) + 0.3 * jit["r_prime"])), 0.056,
+                               0.62 * s * math.sqrt(r_gain), 0.016))
             t_dir = t_dir + np.array([0.0, 0.0, -0.9])
         if "old_mi" in names:  # necrotic inferior wall: initial forces point superior -> Q in II/III/aVF
-            lobes.append(_Lobe("q_infarct", _unit(0.15, -0.95, 0.05), -0.028, 0.5 * s, 0.011))
+            lobes.append(_Lobe("q_infarct", _unit(0.15, -0.95, 0.05), -0.028, 0.5 * s * r_gain, 0.011))
     lobes.append(_Lobe("t", _unit(*t_dir), 0.0, t_amp, 0.05, 0.032, kind="t"))
     if "af" not in names:
         pa = p["p_amp"]
