@@ -36,9 +36,13 @@ def markdown(results: dict, title: str = "Linear probe on frozen embeddings") ->
                      f"{_fmt(s['macro_auroc'], s['macro_auroc_ci'])} | {s['macro_auroc_std']:.3f} | "
                      f"{_fmt(s['macro_auprc'], s['macro_auprc_ci'])} |")
     if results.get("skipped"):
-        lines += ["", f"{len(results['skipped'])} draw(s) skipped because a code had no positive "
-                  "among the subsampled training subjects: "
-                  + ", ".join(f"fraction {d['fraction']:g} seed {d['seed']}" for d in results["skipped"])]
+        per: dict[str, list[int]] = {}
+        for d in results["skipped"]:
+            per.setdefault(f"{d['fraction']:g}", []).append(d["seed"])
+        lines += ["", "Draws skipped because an evaluated code had no positive among the subsampled "
+                  "training subjects (the next seed was drawn instead): "
+                  + "; ".join(f"fraction {k}: {len(v)} (seeds {', '.join(map(str, v[:10]))}"
+                              f"{', …' if len(v) > 10 else ''})" for k, v in per.items()) + "."]
     if results.get("excluded_codes"):
         lines += ["", "Codes not evaluated: " + ", ".join(f"{c} ({why})" for c, why in
                                                        results["excluded_codes"].items())]
