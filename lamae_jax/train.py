@@ -22,6 +22,19 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, met
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _parse_flags(argv):
+    """A typo in a --config.* override fails here: print the "did you mean" line, not a traceback."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}\nRun with --helpfull for the flags.", file=sys.stderr, flush=True)
+    except (KeyError, AttributeError, TypeError, ValueError) as e:
+        message = e.args[0] if e.args else repr(e)
+        print(f"error: bad command-line override: {message}\nThe fields are those of "
+              f"configs/base.py get_config(); overrides are type-checked.", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -43,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

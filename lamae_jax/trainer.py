@@ -345,6 +345,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 preempted = True
                 break
             batch = sharding.global_batch(next(train_iter), mesh)
+            if step == start and batch["signal"].shape[0] != config.batch_size:
+                raise RuntimeError(f"global batch has {batch['signal'].shape[0]} rows, expected "
+                                   f"config.batch_size={config.batch_size}: check the loader")
             state, metrics = train_step(state, batch)
             history.append(metrics)
             step += 1

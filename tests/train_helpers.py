@@ -1,0 +1,74 @@
+"""Helpers for the training tests: a shared synthetic cache and CLI runs in fresh interpreters."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = "configs/base.py:smoke"
+# Deterministic data (no augmentation noise): runs with different process counts see equal batches.
+EXACT = ("--config.data.amplitude_jitter=0.0", "--config.data.noise_std_mv=0.0")
+
+
+def shared_cache(tmp_path_factory) -> str:
+    """One synthetic cache for every training test module of this session (file-locked)."""
+    return str(tmp_path_factory.getbasetemp() / "lamae_synthetic_cache")
+
+
+def train_cmd(workdir, cache_dir, *overrides) -> list[str]:
+    return [sys.executable, "-m", "lamae_jax.train", f"--config={SMOKE}", f"--workdir={workdir}",
+            f"--config.data.cache_dir={cache_dir}", *overrides]
+
+
+def train_env(cache_dir, devices: int = 1, **extra) -> dict:
+    """Fresh-interpreter environment; a persistent XLA cache beside the data cache makes repeated
+    runs of the same program (reference, interrupted, resumed) skip compilation."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMAE_")}
+    env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices), PYTHONUNBUFFERED="1",
+               JAX_COMPILATION_CACHE_DIR=os.path.join(os.path.dirname(str(cache_dir)), "xla_cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", **extra)
+    return env
+
+
+def run_train(workdir, cache_dir, *overrides, devices: int = 1, timeout: float = 300):
+    return subprocess.run(train_cmd(workdir, cache_dir, *overrides), cwd=REPO_ROOT,
+                          env=train_env(cache_dir, devices),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_train(workdir, cache_dir, *overrides, devices: int = 1) -> subprocess.Popen:
+    return subprocess.Popen(train_cmd(workdir, cache_dir, *overrides), cwd=REPO_ROOT,
+                            env=train_env(cache_dir, devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def run_local_multiprocess(workdir, cache_dir, *overrides, num_processes=2, devices_per_process=1,
+                           timeout: float = 400):
+    """launch/local_multiprocess.sh, exactly as a user runs it."""
+    env = train_env(cache_dir, devices_per_process, NUM_PROCESSES=str(num_processes),
+                    DEVICES_PER_PROCESS=str(devices_per_process), PYTHON=sys.executable,
+                    LOG_DIR=str(pathlib.Path(workdir) / "logs"))
+    cmd = [str(REPO_ROOT / "launch" / "local_multiprocess.sh"), f"--config={SMOKE}",
+           f"--workdir={workdir}", f"--config.data.cache_dir={cache_dir}", *overrides]
+    return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def read_metrics(workdir) -> list[dict]:
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a line being written
+    return rows
+
+
+def train_losses(workdir) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(workdir) if "loss" in r}
