@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lamae_jax.bench import bench_loader, bench_preprocess, bench_train, report
-from lamae_jax.bench.__main__ import parse_args
+from lamae_jax.bench.__main__ import make_figures, parse_args
 from lamae_jax.bench.peak import matmul_peak
 
 
@@ -151,3 +151,16 @@ def test_gpu_plan_compares_none_at_the_batch_found(monkeypatch):
     cpu = bench_train.plan(quick=True, gpu=False)
     assert {(p["size"], p.get("cross_lead", "latent"), p.get("devices")) for p in cpu} >= {
         ("base", "none", None), ("small", "latent", 8)}
+
+
+def test_make_figures_uses_the_higher_peak_and_survives_a_failed_section():
+    peak = {"n": 64, "dtype": "float32", "device": "cpu:cpu"}
+    raw = {"peak": peak | {"flops_per_s": 1e9}, "peak_end": peak | {"flops_per_s": 2e9},
+           "preprocess": {"error": "preprocess: RuntimeError: disk full"},
+           "train": {"models": [_model("base", "latent", 1.0)]}}
+    figs = make_figures(raw, parse_args(["--quick"]))
+    assert [f.section for f in figs] == ["peak", "preprocess", "loader", "train", "train", "train"]
+    assert math.isclose(figs[0].ratio, 2.0)
+    assert "disk full" in figs[1].note and figs[2].status == "n/a"
+    mfu = next(f for f in figs if "MFU" in f.name)
+    assert math.isclose(mfu.ratio, 0.5) and mfu.status == "PASS"  # 1e9 / max(1e9, 2e9)

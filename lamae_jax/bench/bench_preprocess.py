@@ -147,7 +147,8 @@ def _measure(root: str, out: str, workers: int, chunk: int) -> dict:
     return res
 
 
-def run_section(tmp: str, *, num_records: int, workers: list[int], seed: int = 0) -> dict:
+def run_section(tmp: str, *, num_records: int, workers: list[int], seed: int = 0,
+                measure: bool = True) -> dict:
     """Generates the data; times the plain read and the full preprocessing at each worker count;
     leaves one preprocessed directory (`data_dir`) for the loader section.
 
@@ -163,7 +164,7 @@ def run_section(tmp: str, *, num_records: int, workers: list[int], seed: int = 0
     small = subset_tree(root, os.path.join(tmp, "mimic-quarter"), max(chunk, len(paths) // 4))
     plain = plain_read_rate(paths[:500])
     runs = []
-    for w in workers:
+    for w in workers if measure else []:  # measure=False: only the loader's data
         res = _measure(root, os.path.join(tmp, f"pre-w{w}"), w, chunk)
         if "error" not in res:
             part = _measure(small, os.path.join(tmp, f"pre-w{w}-quarter"), w, chunk)
