@@ -89,7 +89,8 @@ def paired_differences(rows: dict, reference: str = "latent") -> dict:
 def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = None) -> str:
     lines = ["# LAMAE vs baselines at equal budget", "",
              f"Config `{meta['config']}`, {meta['total_steps']} steps of batch {meta['batch_size']} each, "
-             f"data `{meta['data_dir']}`, codes: {meta['codes']}, seeds {meta['seeds']}, "
+             f"pretraining data `{meta['data_dir']}`, probed on `{meta.get('eval_data_dir')}`, "
+             f"codes: {meta['codes']}, seeds {meta['seeds']}, "
              f"test macro AUROC of a linear probe [95 % bootstrap CI over test subjects].", "",
              "| variant | params | final val loss | train time (s) | "
              + " | ".join(f"AUROC @ {f:g}" for f in fractions) + " | AUPRC @ "
@@ -100,8 +101,9 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
         top = summ.get(f"{max(fractions):g}", {})
         auprc = f"{top['macro_auprc']:.3f}" if top.get("n_seeds") else "–"
         val = r.get("val_loss")
+        secs = r.get("train_seconds")
         lines.append(f"| {v} | {r.get('params', '–')} | {val if val is None else f'{val:.4f}'} | "
-                     f"{r['train_seconds']:.0f} | "
+                     f"{'–' if secs is None else f'{secs:.0f}'} | "
                      + " | ".join(_cell(summ.get(f"{f:g}")) for f in fractions) + f" | {auprc} |")
     if diffs:
         lines += ["", "Paired difference in test macro AUROC (same test subjects resampled; a CI "
@@ -121,6 +123,22 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
     return "\n".join(lines) + "\n"
 
 
+def _finished_run(workdir: pathlib.Path) -> dict:
+    """data_dir, last val_loss and step of an existing workdir (for --eval-only)."""
+    if not (workdir / "config.json").is_file():
+        raise FileNotFoundError(f"--eval-only: {workdir} has no config.json (pretrain it first)")
+    config = json.loads((workdir / "config.json").read_text())
+    val_loss, step = None, None
+    metrics = workdir / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            rec = json.loads(line)
+            if "val_loss" in rec:
+                val_loss, step = rec["val_loss"], rec.get("step")
+    return {"data_dir": config["data"]["root"], "val_loss": val_loss, "step": step,
+            "total_steps": config["total_steps"], "batch_size": config["batch_size"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     from lamae_jax.evaluate import _floats
 
@@ -137,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--codes", choices=("all", "salient"), default="all")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--eval-only", action="store_true",
+                    help="skip pretraining: evaluate the variants' existing workdirs in OUT")
+    ap.add_argument("--eval-data", default=None,
+                    help="preprocessed directory to probe on (default: the pretraining data)")
+    ap.add_argument("--name", default="", help="suffix of the outputs (comparison_NAME.md, W/eval_NAME/)")
     args = ap.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
@@ -166,44 +189,50 @@ def main(argv: list[str] | None = None) -> int:
         if data_dir:
             config.data.root = data_dir  # identical data for every variant
         workdir = out / v
-        print(f"=== {v}: pretraining {config.total_steps} steps in {workdir}", flush=True)
-        t0 = time.time()
-        summary = trainer.train_and_evaluate(config, str(workdir))
-        train_seconds = time.time() - t0
-        if summary.get("preempted"):
-            print(f"=== {v}: pretraining was interrupted at step {summary.get('step')} (checkpoint saved); "
-                  "rerun the same command to resume", flush=True)
-            return 3
+        if args.eval_only:
+            summary, train_seconds = _finished_run(workdir), None
+        else:
+            print(f"=== {v}: pretraining {config.total_steps} steps in {workdir}", flush=True)
+            t0 = time.time()
+            summary = trainer.train_and_evaluate(config, str(workdir))
+            train_seconds = time.time() - t0
+            if summary.get("preempted"):
+                print(f"=== {v}: pretraining was interrupted at step {summary.get('step')} (checkpoint "
+                      "saved); rerun the same command to resume", flush=True)
+                return 3
         data_dir = data_dir or summary["data_dir"]
-        print(f"=== {v}: evaluating", flush=True)
-        results = evaluate.evaluate_workdir(str(workdir), data=data_dir, best=True, codes=args.codes,
-                                            fractions=args.label_fractions, seeds=args.seeds,
-                                            n_boot=args.bootstrap)
+        eval_dir = workdir / (f"eval_{args.name}" if args.name else "eval")
+        print(f"=== {v}: evaluating on {args.eval_data or data_dir}", flush=True)
+        results = evaluate.evaluate_workdir(str(workdir), data=args.eval_data or data_dir, best=True,
+                                            codes=args.codes, fractions=args.label_fractions,
+                                            seeds=args.seeds, n_boot=args.bootstrap, out_dir=str(eval_dir))
         if jax.process_index() == 0:
             rows[v] = {"results": results, "val_loss": summary.get("val_loss"),
                        "train_seconds": train_seconds, "params": results["meta"]["num_params"],
-                       "workdir": str(workdir)}
-        meta = {"config": args.config, "total_steps": int(config.total_steps),
-                "batch_size": int(config.batch_size), "data_dir": data_dir, "codes": args.codes,
-                "seeds": args.seeds, "fractions": list(args.label_fractions), "size": base.model.size}
+                       "workdir": str(workdir), "eval_dir": str(eval_dir)}
+        meta = {"config": args.config, "total_steps": int(summary.get("total_steps", config.total_steps)),
+                "batch_size": int(summary.get("batch_size", config.batch_size)), "data_dir": data_dir, "codes": args.codes,
+                "seeds": args.seeds, "fractions": list(args.label_fractions), "size": base.model.size,
+                "eval_data_dir": args.eval_data or data_dir}
     if jax.process_index() != 0:
         return 0
     table = {v: {"macro_auroc": {k: s.get("macro_auroc") for k, s in r["results"]["summary"].items()},
                  "macro_auroc_ci": {k: s.get("macro_auroc_ci") for k, s in r["results"]["summary"].items()},
                  "macro_auprc": {k: s.get("macro_auprc") for k, s in r["results"]["summary"].items()},
                  "val_loss": r["val_loss"], "params": r["params"], "train_seconds": r["train_seconds"],
-                 "results": os.path.join(r["workdir"], "eval", "results.json")}
+                 "results": os.path.join(r["eval_dir"], "results.json")}
              for v, r in rows.items()}
     diffs = paired_differences(rows)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps({"meta": meta, "variants": table,
+    stem = f"comparison_{args.name}" if args.name else "comparison"
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "variants": table,
                                                      "paired_differences": diffs}, indent=1))
     md = comparison_markdown(rows, args.label_fractions, meta, diffs)
-    (out / "comparison.md").write_text(md)
+    (out / f"{stem}.md").write_text(md)
     eval_report.plot_label_efficiency({v: r["results"]["summary"] for v, r in rows.items()},
-                                      out / "label_efficiency.png")
+                                      out / f"{stem}_label_efficiency.png")
     print(md)
-    print(f"wrote {out}/comparison.md, comparison.json, label_efficiency.png")
+    print(f"wrote {out}/{stem}.md, {stem}.json, {stem}_label_efficiency.png")
     return 0
 
 
