@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -54,6 +55,10 @@ def test_measure_step_tiny_on_two_devices():
     assert math.isclose(res["flops_per_s"], res["flops_per_step"] / res["step_s"])
     assert res["xla_memory_bytes"] > 0 and res["rss_peak_bytes"] > 0
     assert np.isfinite(res["loss"])
+    # XLA costs one device's partition: the harness scales it back to the whole step.
+    step_fn, state, _ = bench_train.make_step(cfg)
+    one = jax.jit(step_fn).lower(state, bench_train.random_batch(4)).compile()
+    assert res["flops_per_step"] == pytest.approx(bench_train.cost_flops(one), rel=0.1)
     # The 4 CPU-side train figures for one latent model: time, MFU, memory (+ no 'none' pair).
     figs = bench_train.figures({"models": [res | {"devices": 1}]}, peak_flops=res["flops_per_s"] * 4)
     mfu = next(f for f in figs if "MFU" in f.name)
@@ -135,7 +140,7 @@ def test_gpu_plan_compares_none_at_the_batch_found(monkeypatch):
     """--gpu: bf16 on the default backend, base batch from the doubling search, 'none' at that batch."""
     calls = []
 
-    def fake_child(spec, devices=None, platform="cpu"):
+    def fake_child(spec, devices=None, platform="cpu", timeout=None):
         calls.append((dict(spec), devices, platform))
         batch = 64 if spec.get("max_batch_search") else spec["batch"]
         return _model(spec["size"], spec.get("cross_lead", "latent"), 0.1, batch=batch) | {"dtype": spec["dtype"]}

@@ -45,6 +45,44 @@ def _iterate_loader(data_dir: str, batch_size: int, num_workers: int, seconds: f
     return {"ecg_per_s": n / elapsed, "ecgs": n, "seconds": elapsed, "first_batch_s": first_s}
 
 
+def component_costs(data_dir: str, batch_size: int = 32, batches: int = 8) -> dict:
+    """CPU microseconds per ECG of the loader's map path (one thread, process_time: robust to
+    other load) and of its parts: reading a record from its shard, grain's index shuffle at this
+    split size, record_format.deserialize; 'rest' = crop, augmentation and grain bookkeeping."""
+    import grain
+    import numpy as np
+    from grain._src.python.experimental.index_shuffle.python import index_shuffle_module
+
+    from lamae_jax.data import pipeline, record_format
+    from lamae_jax.data.dataset import PreprocessedECG
+
+    def per_ecg(fn, n):
+        fn()  # warm-up (opens shards, builds the noise bank)
+        t = time.process_time()
+        fn()
+        return (time.process_time() - t) / n * 1e6
+
+    reader = PreprocessedECG(data_dir, "train")
+    source = grain.sources.ArrayRecordDataSource(reader.shard_specs)
+    keys = np.asarray(reader.record_keys)
+    m = len(keys)
+    n = min(m, batch_size * batches)
+    order = [int(keys[(i * 7919) % m]) for i in range(n)]
+    raw = [source[k] for k in order]
+    ds = pipeline.make_train_dataset(data_dir, global_batch_size=batch_size, seed=0, amplitude_jitter=0.1,
+                                     noise_std_mv=0.01, process_index=0, process_count=1)
+    out = {
+        "records_in_split": m,
+        "map_path_us": per_ecg(lambda: [ds[i] for i in range(batches)], batches * batch_size),
+        "read_us": per_ecg(lambda: [source[k] for k in order], n),
+        "index_shuffle_us": per_ecg(lambda: [index_shuffle_module.index_shuffle(
+            i % m, max_index=m - 1, seed=1, rounds=4) for i in range(n)], n),
+        "deserialize_us": per_ecg(lambda: [record_format.deserialize(r) for r in raw], n),
+    }
+    out["rest_us"] = out["map_path_us"] - out["read_us"] - out["index_shuffle_us"] - out["deserialize_us"]
+    return out
+
+
 def run_section(data_dir: str, *, batch_size: int, workers: list[int], seconds: float) -> dict:
     runs = []
     for w in workers:
@@ -56,7 +94,11 @@ def run_section(data_dir: str, *, batch_size: int, workers: list[int], seconds: 
         # 0 workers: decoding runs in the main process, one core. N workers: N cores at most.
         res["cores"] = max(1, min(w, os.cpu_count() or 1))
         runs.append(res)
-    return {"data_dir": data_dir, "batch_size": batch_size, "runs": runs}
+    try:
+        costs = component_costs(data_dir, batch_size)
+    except Exception as e:  # pipeline internals moved: the rates above still stand
+        costs = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    return {"data_dir": data_dir, "batch_size": batch_size, "runs": runs, "cpu_us_per_ecg": costs}
 
 
 def figures(res: dict, train: dict | None) -> list:
@@ -76,6 +118,16 @@ def figures(res: dict, train: dict | None) -> list:
                            note=f"total {rate:.0f} ECG/s on {r['cores']} core(s)"))
         if best is None or rate > best[1]:
             best = (r["workers"], rate)
+    costs = res.get("cpu_us_per_ecg", {})
+    if "map_path_us" in costs:
+        figs.append(Figure(
+            "loader", "CPU us/ECG of the map path (0 workers)", costs["map_path_us"], "us",
+            "10k ECG/s/core budget", 100.0, target="<= 1.00x",
+            passed=costs["map_path_us"] <= 100.0,
+            note=(f"read {costs['read_us']:.0f} (shard decompression), index shuffle "
+                  f"{costs['index_shuffle_us']:.0f} (at {costs['records_in_split']} records), "
+                  f"deserialize {costs['deserialize_us']:.0f}, crop+augment+grain "
+                  f"{costs['rest_us']:.0f}")))
     if best and train:
         for m in train.get("models", []):
             if m.get("ecg_per_s") and m.get("cross_lead", "latent") == "latent" and m.get("devices", 1) == 1:

@@ -171,7 +171,9 @@ def measure_step(config, batch_size: int, *, num_devices: int | None = None, min
     t0 = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - t0
+    # XLA costs the SPMD-partitioned program of ONE device: scale to the whole mesh.
     flops, mem = cost_flops(compiled), compiled_peak_bytes(compiled)
+    flops = flops * len(devices) if flops else flops
     for _ in range(warmup):
         state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
@@ -210,6 +212,8 @@ def find_max_batch(cfg, start: int, limit: int, **kw) -> dict:
             break
         tried.append({"batch": b, "step_s": res["step_s"]})
         best = res
+        # A child killed by a later, fatal OOM still leaves this result for the parent.
+        print(RESULT_TAG + json.dumps(dict(best, batch_search=list(tried))), flush=True)
         b *= 2
     out = dict(best or {})
     out["batch_search"] = tried
@@ -231,13 +235,18 @@ def run_child(args: dict, *, devices: int | None = None, platform: str | None = 
     cmd = [sys.executable, "-m", "lamae_jax.bench.bench_train", json.dumps(args)]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s", **args}
-    for line in reversed(proc.stdout.splitlines()):
+        out, err, code = proc.stdout, proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err, code = f"timed out after {timeout:.0f} s", "timeout"
+    for line in reversed(out.splitlines()):  # the last result printed wins
         if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {"error": f"exit {proc.returncode}: " + " | ".join(tail), **args}
+            res = json.loads(line[len(RESULT_TAG):])
+            if code:
+                res["note"] = f"child ended ({code}) after this result"
+            return res
+    tail = (err or out).strip().splitlines()[-3:]
+    return {"error": f"exit {code}: " + " | ".join(tail), **args}
 
 
 def plan(quick: bool, gpu: bool) -> list[dict]:
@@ -268,7 +277,8 @@ def run_section(quick: bool, gpu: bool = False, log=print) -> dict:
         platform = spec.pop("platform")
         devices = spec.get("devices") or (1 if platform == "cpu" else None)
         t0 = time.perf_counter()
-        res = run_child(spec, devices=devices, platform=platform)
+        res = run_child(spec, devices=devices, platform=platform,
+                        timeout=2400 if spec.get("max_batch_search") else 900)
         res.setdefault("size", spec["size"])
         res.setdefault("cross_lead", spec.get("cross_lead", "latent"))
         log(f"  train {spec['size']}/{res['cross_lead']} b={res.get('batch', spec['batch'])} "
