@@ -169,3 +169,18 @@ def test_make_figures_uses_the_higher_peak_and_survives_a_failed_section():
     assert "disk full" in figs[1].note and figs[2].status == "n/a"
     mfu = next(f for f in figs if "MFU" in f.name)
     assert math.isclose(mfu.ratio, 0.5) and mfu.status == "PASS"  # 1e9 / max(1e9, 2e9)
+
+
+def test_loader_section_on_a_small_preprocessed_dir(tmp_path):
+    from preprocessed_fixture import make_records, write_preprocessed
+
+    data = write_preprocessed(tmp_path / "pp", make_records(40), chunk_size=8)
+    res = bench_loader.run_section(str(data), batch_size=4, workers=[0], seconds=0.2)
+    run = res["runs"][0]
+    assert "error" not in run and run["ecg_per_s"] > 0 and run["cores"] == 1
+    costs = res["cpu_us_per_ecg"]
+    assert "error" not in costs and costs["records_in_split"] == 24  # 3 of 5 records are train
+    assert min(costs[k] for k in ("map_path_us", "read_us", "deserialize_us")) > 0
+    figs = bench_loader.figures(res, {"models": [_model("tiny", "latent", 0.01, batch=4)]})
+    assert [f.name for f in figs] == ["ECG/s/core, 0 workers", "CPU us/ECG of the map path (0 workers)",
+                                      "loader / tiny train-step consumption"]
