@@ -122,20 +122,33 @@ def write_reports(results: dict, out_dir: pathlib.Path, embedded: dict | None = 
 
 def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None = None,
                      best: bool = True, codes: str = "all", fractions=(0.01, 0.1, 1.0), seeds: int = 3,
-                     n_boot: int = 200, batch_size: int = 64, out_dir: str | None = None) -> dict:
-    """Everything the CLI does; returns the results dict (written by process 0 only)."""
+                     n_boot: int = 200, batch_size: int = 64, out_dir: str | None = None,
+                     cache_embeddings: bool = True) -> dict:
+    """Everything the CLI does; returns the results dict (written by process 0 only).
+
+    Embeddings are cached in W/embeddings/ per (step, data dir): re-probing with other codes or
+    fractions does not re-embed."""
     import jax
 
     from lamae_jax import embedding, models
 
-    model, params, config = embedding.load_model(workdir, step=step, best=best and step is None)
+    used_step = _step_of(workdir, step, best)
+    model, params, config = embedding.load_model(workdir, step=used_step)
     data_dir = embedding.resolve_data_dir(workdir, config, data)
-    embedded = embed_all(model, params, data_dir, batch_size=batch_size)
+    cache = _cache_path(workdir, used_step, data_dir) if cache_embeddings else None
+    embedded = _load_cache(cache, data_dir) if cache else None
+    if embedded is None:
+        embedded = embed_all(model, params, data_dir, batch_size=batch_size)
+        if cache and jax.process_index() == 0:
+            from lamae_jax.export import write_npz_atomic
+            write_npz_atomic(cache, {f"{s}_{k}": v for s in SPLITS for k, v in embedded[s].items()})
+    else:
+        print(f"using cached embeddings {cache}", flush=True)
     if jax.process_index() != 0:
         return {}
     results = evaluate_embeddings(embedded, data_dir, codes=codes, fractions=fractions, seeds=seeds,
                                   n_boot=n_boot)
-    results["meta"] = {"workdir": str(workdir), "data_dir": str(data_dir), "step": _step_of(workdir, step, best),
+    results["meta"] = {"workdir": str(workdir), "data_dir": str(data_dir), "step": used_step,
                        "cross_lead": config.model.cross_lead, "size": config.model.size, "codes": codes,
                        "n_boot": n_boot, "seeds": seeds, "fractions": list(fractions),
                        "embedding_dim": int(embedded["test"]["embeddings"].shape[1]),
@@ -146,17 +159,45 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     return results
 
 
+def _cache_path(workdir: str, step: int, data_dir: str) -> pathlib.Path:
+    import hashlib
+
+    tag = hashlib.sha1(os.path.abspath(data_dir).encode()).hexdigest()[:10]
+    return pathlib.Path(workdir).expanduser() / "embeddings" / f"step{step}-{tag}.npz"
+
+
+def _load_cache(path: pathlib.Path, data_dir: str) -> dict | None:
+    """The cached embeddings if they still match the data's record counts, else None."""
+    from lamae_jax.data.dataset import PreprocessedECG
+
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        out = {s: {k[len(s) + 1:]: z[k] for k in z.files if k.startswith(s + "_")} for s in SPLITS}
+    for s in SPLITS:
+        if out[s].get("embeddings") is None or len(out[s]["embeddings"]) != len(PreprocessedECG(data_dir, s)):
+            return None
+    return out
+
+
 def _step_of(workdir: str, step: int | None, best: bool) -> int | None:
-    if step is not None:
-        return step
+    """The checkpoint step to evaluate: `step`, else the best (lowest val loss), else the latest."""
     from lamae_jax import checkpoints
 
+    checkpoints.load_config(workdir)  # a clear error when W is not a training workdir
+    if step is not None:
+        return step
+    if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
+        raise FileNotFoundError(f"no checkpoints in {checkpoints.checkpoint_dir(workdir)}")
     mgr = checkpoints.make_manager(workdir, read_only=True)
     try:
         s = checkpoints.best_step(mgr) if best else None
-        return s if s is not None else mgr.latest_step()
+        s = s if s is not None else mgr.latest_step()
     finally:
         mgr.close()
+    if s is None:
+        raise FileNotFoundError(f"no checkpoint found in {checkpoints.checkpoint_dir(workdir)}")
+    return s
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the CIs")
     ap.add_argument("--batch-size", type=int, default=64, help="records per host per embedding step")
     ap.add_argument("--out", default=None, help="output folder (default W/eval)")
+    ap.add_argument("--no-cache", action="store_true", help="re-embed even if W/embeddings/ has them")
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.bootstrap < 0 or args.batch_size < 1:
         ap.error("--seeds and --batch-size must be >= 1, --bootstrap >= 0")
@@ -182,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = evaluate_workdir(args.workdir, data=args.data, step=args.step, best=not args.latest,
                                    codes=args.codes, fractions=args.label_fractions, seeds=args.seeds,
-                                   n_boot=args.bootstrap, batch_size=args.batch_size, out_dir=args.out)
+                                   n_boot=args.bootstrap, batch_size=args.batch_size, out_dir=args.out,
+                                   cache_embeddings=not args.no_cache)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -54,6 +54,12 @@ def test_evaluate_cli_writes_results(workdir, capsys):
     for name in ("results.md", "label_efficiency.png", "lead_attention.png"):
         assert (w / "eval" / name).stat().st_size > 100
     assert "fraction 1: macro AUROC" in capsys.readouterr().out
+    # a second run re-uses the cached embeddings and reproduces the numbers
+    assert evaluate_main(["--workdir", str(w), "--label-fractions", "1.0", "--bootstrap", "20",
+                          "--out", str(w / "eval2")]) == 0
+    assert "using cached embeddings" in capsys.readouterr().out
+    r2 = json.loads((w / "eval2" / "results.json").read_text())
+    assert r2["summary"]["1"]["macro_auroc"] == pytest.approx(r["summary"]["1"]["macro_auroc"], abs=1e-6)
     assert evaluate_main(["--workdir", str(w / "nope")]) == 2
     assert "config.json" in capsys.readouterr().err
 
