@@ -184,3 +184,13 @@ def test_loader_section_on_a_small_preprocessed_dir(tmp_path):
     figs = bench_loader.figures(res, {"models": [_model("tiny", "latent", 0.01, batch=4)]})
     assert [f.name for f in figs] == ["ECG/s/core, 0 workers", "CPU us/ECG of the map path (0 workers)",
                                       "loader / tiny train-step consumption"]
+
+
+def test_profile_op_categories():
+    from lamae_jax.bench.breakdown import _category
+
+    assert _category("ynn_fusion.12") == _category("dot.3") == "matmul"
+    assert _category("copy_bitcast_fusion.26") == "copy/transpose"
+    assert _category("wrapped_broadcast.8") == "broadcast"
+    assert _category("multiply_tanh_fusion.5") == "elementwise"
+    assert _category("ThunkExecutor::Execute") is None and _category("SlinkyThreadPool::Await") is None

@@ -1,6 +1,6 @@
 """Where a train step's time goes: each part jitted alone, its XLA FLOPs, time and FLOP/s.
 
-  python -m lamae_jax.bench.breakdown --size base --batch 8 [--cross-lead latent] [--dtype float32]
+  python -m lamae_jax.bench.breakdown --size base --batch 8 [--cross-lead latent] [--dtype float32] [--trace]
 
 Parts: the whole trainer step, forward+backward of the loss, forward only, the AdamW update alone,
 and forward+backward of the lead encoder, the latent attention module and the decoder on inputs of
@@ -97,12 +97,77 @@ def breakdown(size: str, batch: int, cross_lead: str = "latent", dtype: str = "f
     return out
 
 
+def _category(name: str) -> str | None:
+    n = name.lower()
+    if n.startswith(("thunkexecutor", "slinky")) or n.startswith("$"):
+        return None  # containers and thread-pool waits, not work
+    if n.startswith(("ynn_fusion", "dot", "custom-call", "cublas", "gemm")) or "convolution" in n:
+        return "matmul"
+    if "scatter" in n or "gather" in n:
+        return "gather/scatter"
+    if "reduce" in n:
+        return "reduce"
+    if "copy" in n or "transpose" in n:
+        return "copy/transpose"
+    if "broadcast" in n:
+        return "broadcast"
+    return "elementwise"
+
+
+def op_time_by_category(size: str, batch: int, cross_lead: str = "latent", dtype: str = "float32",
+                        steps: int = 3) -> dict:
+    """Traces `steps` trainer steps with jax.profiler and sums each XLA op's time (over all
+    threads) by kind: matmul, elementwise, copy/transpose, broadcast, reduce, gather/scatter.
+    Returns {'total_ms_per_step': ..., kind: share, 'top': [(ms, op, hlo-op_name)]}."""
+    import collections
+    import glob
+    import tempfile
+
+    import jax
+
+    from lamae_jax import trainer
+    from lamae_jax.bench.bench_train import full_config, random_batch
+
+    config = full_config(size, cross_lead, dtype)
+    model, tx = trainer.build_model(config), trainer.make_optimizer(config)
+    state = trainer.init_train_state(config, model, tx)
+    step = jax.jit(trainer.make_train_step(config, model, tx, trainer.make_schedule(config)),
+                   donate_argnums=0)
+    batch = jax.device_put(random_batch(batch, config.data.crop_samples))
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d):
+            for _ in range(steps):
+                state, metrics = step(state, batch)
+            jax.block_until_ready(metrics)
+        data = jax.profiler.ProfileData.from_file(sorted(glob.glob(f"{d}/**/*.xplane.pb", recursive=True))[-1])
+        per_op = collections.Counter()
+        for plane in data.planes:
+            for line in plane.lines:
+                if line.name == "python":
+                    continue
+                for ev in line.events:
+                    if _category(ev.name):
+                        per_op[ev.name] += ev.duration_ns
+    kinds = collections.Counter()
+    for name, ns in per_op.items():
+        kinds[_category(name)] += ns
+    total = sum(kinds.values()) or 1
+    out = {"total_ms_per_step": total / steps / 1e6}
+    out.update({k: v / total for k, v in kinds.most_common()})
+    out["top"] = [(ns / steps / 1e6, name) for name, ns in per_op.most_common(12)]
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lamae_jax.bench.breakdown", description=__doc__.split("\n\n")[0])
     p.add_argument("--size", default="small", choices=("tiny", "small", "base"))
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--cross-lead", default="latent", choices=("latent", "none", "joint"))
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--trace", action="store_true",
+                   help="also profile the step and split XLA op time by kind (matmul, copies, ...)")
     a = p.parse_args(argv)
     from lamae_jax.bench.peak import matmul_peak
 
@@ -115,7 +180,16 @@ def main(argv=None) -> None:
         f = r["flops"] or 0.0
         print(f"{r['part']:28s} {r['seconds'] * 1e3:9.1f} {100 * r['seconds'] / total:6.0f}% "
               f"{f / 1e9:8.2f} {f / r['seconds'] / 1e9:8.1f} {100 * f / r['seconds'] / peak:6.0f}%")
+    if a.trace:
+        cats = op_time_by_category(a.size, a.batch, a.cross_lead, a.dtype)
+        print(f"XLA op time per step, summed over threads: {cats['total_ms_per_step']:.0f} ms")
+        for k, v in cats.items():
+            if k not in ("total_ms_per_step", "top"):
+                print(f"  {k:16s} {100 * v:5.1f} %")
+        for ms, name in cats["top"]:
+            print(f"  {ms:8.1f} ms  {name}")
 
 
 if __name__ == "__main__":
     main()
+
