@@ -22,9 +22,8 @@ import optax
 
 from lamae_jax import checkpoints, sharding
 from lamae_jax.metrics_writer import MetricsWriter, StepTimer
+from lamae_jax.models.sizes import CROSS_LEAD, SIZES
 
-CROSS_LEAD = ("latent", "none", "joint")
-SIZES = ("tiny", "small", "base")
 
 
 class ConfigError(ValueError):
@@ -50,8 +49,17 @@ def build_model(config: ml_collections.ConfigDict):
 
 
 def loss_fn(recon, target, loss_mask, norm_pix: bool):
+    """Validation metric: reconstruction MSE on masked patches (comparable across variants)."""
     from lamae_jax import losses
     return losses.masked_patch_mse(recon, target, loss_mask, norm_pix=norm_pix)
+
+
+def objective_fn(recon, aux, config):
+    """Training objective: the MSE plus the alignment term for cross_lead=align."""
+    from lamae_jax import losses
+    return losses.pretraining_loss(recon, aux, norm_pix=bool(config.model.norm_pix_loss),
+                                   contrastive_weight=config.model.contrastive_weight,
+                                   temperature=config.model.contrastive_temperature)
 
 
 def make_train_iterator(config: ml_collections.ConfigDict, data_dir: str):
@@ -97,7 +105,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         problems.append(f"config.model.cross_lead={config.model.cross_lead!r} is unknown: "
                         f"use --config.model.cross_lead=one of {', '.join(CROSS_LEAD)}")
     if config.model.size not in SIZES:
-        problems.append(f"config.model.size={config.model.size!r} is unknown: use one of {SIZES}")
+        problems.append(f"config.model.size={config.model.size!r} is unknown: use "
+                        f"--config.model.size=one of {', '.join(SIZES)}")
     if config.total_steps <= 0:
         problems.append(f"config.total_steps={config.total_steps} must be > 0")
     for name in ("log_every", "eval_every"):
@@ -182,15 +191,13 @@ def _step_rngs(state: TrainState, stream: int):
 
 
 def make_train_step(config, model, tx, schedule):
-    norm_pix = bool(config.model.norm_pix_loss)
-
     def train_step(state: TrainState, batch):
         rngs = _step_rngs(state, 1)
 
         def objective(params):
             recon, aux = model.apply({"params": params}, batch["signal"], batch["lead_mask"],
                                      train=True, rngs=rngs)
-            return loss_fn(recon, aux["target"], aux["loss_mask"], norm_pix)
+            return objective_fn(recon, aux, config)
 
         loss, grads = jax.value_and_grad(objective)(state.params)
         grad_norm = optax.tree.norm(grads)
@@ -386,5 +393,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         watcher.close()
         writer.close()
         mgr.close()
+        if hasattr(train_iter, "close"):  # stops Grain worker processes (num_workers > 0)
+            train_iter.close()
     return {"step": step, "preempted": preempted, "val_loss": val_loss, "final_loss": last_loss,
             "data_dir": data_dir}
