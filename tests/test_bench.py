@@ -119,7 +119,8 @@ def test_table_and_json(tmp_path):
     assert "MISS" in text and "n/a" in text and "350 GFLOP/s" in text
     assert report.fmt(12_000.0, "ECG/s") == "12k ECG/s" and report.fmt(3 * 2**20, "B") == "3 MiB"
     md = report.markdown_table(figs)
-    assert len(md.splitlines()) == 2 + len(figs) and "b/c" in md
+    assert len(md.splitlines()) == 2 + len(figs) + 2 and "b/c" in md  # + blank line + 1 note
+    assert "b|c [1]" in text and "[1] loader / b|c: failed" in text
     out = tmp_path / "bench.json"
     report.write_json(str(out), figs, report.machine_info(),
                       {"x": {"nan": float("nan"), "np": np.float32(1.5)}})

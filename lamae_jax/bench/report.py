@@ -91,19 +91,32 @@ def _row(f: Figure) -> list[str]:
 HEADER = ["section", "figure", "value", "baseline (same run)", "ratio", "target", "status"]
 
 
+def _numbered(figures: list[Figure]) -> tuple[list[list[str]], list[str]]:
+    """Rows with a [n] marker on figures that carry a note, and the notes."""
+    rows, notes = [], []
+    for f in figures:
+        row = _row(f)
+        if f.note:
+            notes.append(f"[{len(notes) + 1}] {f.section} / {f.name}: {f.note}")
+            row[1] += f" [{len(notes)}]"
+        rows.append(row)
+    return rows, notes
+
+
 def text_table(figures: Iterable[Figure]) -> str:
-    rows = [HEADER] + [_row(f) for f in figures]
+    body, notes = _numbered(list(figures))
+    rows = [HEADER] + body
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def markdown_table(figures: Iterable[Figure]) -> str:
-    rows = [_row(f) for f in figures]
+    body, notes = _numbered(list(figures))
     out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    out += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
-    return "\n".join(out)
+    out += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in body]
+    return "\n".join(out + ([""] + [n + "  " for n in notes] if notes else []))
 
 
 def machine_info() -> dict:
