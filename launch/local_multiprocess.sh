@@ -16,10 +16,11 @@ PYTHON="${PYTHON:-python}"
 PORT="${PORT:-$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("localhost",0)); print(s.getsockname()[1])')}"
 
 pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+# SIGTERM/SIGINT to this script go to every process (they save a checkpoint and exit 0).
+forward() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 }
-trap cleanup INT TERM
+trap forward INT TERM
 
 for ((i = 0; i < NUM_PROCESSES; i++)); do
   if [[ -n "${LOG_DIR:-}" ]]; then
@@ -36,9 +37,15 @@ done
 
 status=0
 for pid in "${pids[@]}"; do
-  if ! wait "$pid"; then
+  while true; do
+    rc=0
+    wait "$pid" || rc=$?
+    kill -0 "$pid" 2>/dev/null || break  # else wait was interrupted by a forwarded signal
+  done
+  if [[ $rc -ne 0 ]]; then
+    echo "process with pid $pid failed (exit $rc); stopping the others" >&2
     status=1
-    cleanup
+    forward
   fi
 done
 exit "$status"
