@@ -67,6 +67,20 @@ def test_override_typo_is_a_clear_error(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+def test_distributed_env_must_be_complete(monkeypatch):
+    from lamae_jax import distributed
+    for k in ("SLURM_JOB_ID", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS"):
+        monkeypatch.delenv(k, raising=False)
+    assert distributed.maybe_initialize() is False  # single process: nothing to do
+    monkeypatch.setenv("LAMAE_COORDINATOR", "localhost:1234")
+    with pytest.raises(ValueError, match="missing: LAMAE_NUM_PROCESSES, LAMAE_PROCESS_ID"):
+        distributed.maybe_initialize()
+    monkeypatch.setenv("LAMAE_NUM_PROCESSES", "2")
+    monkeypatch.setenv("LAMAE_PROCESS_ID", "2")
+    with pytest.raises(ValueError, match=r"must be in \[0, 2\)"):
+        distributed.maybe_initialize()
+
+
 def test_schedule_and_weight_decay_mask():
     c = get_config("smoke")
     c.total_steps, c.optim.warmup_steps, c.batch_size, c.optim.base_lr = 100, 10, 512, 1e-3
