@@ -114,6 +114,18 @@ def _category(name: str) -> str | None:
     return "elementwise"
 
 
+def _phases(hlo_text: str) -> dict:
+    """HLO instruction name -> 'forward' | 'backward' | 'update' from its op_name metadata
+    (jvp(...) = forward, transpose(jvp(...)) = backward, the rest = optimizer, norms, guard)."""
+    import re
+
+    out = {}
+    for m in re.finditer(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"", hlo_text, re.M):
+        name, op = m.groups()
+        out[name] = "backward" if "transpose(jvp(" in op else "forward" if "jvp(" in op else "update"
+    return out
+
+
 def op_time_by_category(size: str, batch: int, cross_lead: str = "latent", dtype: str = "float32",
                         steps: int = 3) -> dict:
     """Traces `steps` trainer steps with jax.profiler and sums each XLA op's time (over all
@@ -131,9 +143,10 @@ def op_time_by_category(size: str, batch: int, cross_lead: str = "latent", dtype
     config = full_config(size, cross_lead, dtype)
     model, tx = trainer.build_model(config), trainer.make_optimizer(config)
     state = trainer.init_train_state(config, model, tx)
-    step = jax.jit(trainer.make_train_step(config, model, tx, trainer.make_schedule(config)),
-                   donate_argnums=0)
     batch = jax.device_put(random_batch(batch, config.data.crop_samples))
+    step = jax.jit(trainer.make_train_step(config, model, tx, trainer.make_schedule(config)),
+                   donate_argnums=0).lower(state, batch).compile()
+    phase_of = _phases(step.as_text())
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     with tempfile.TemporaryDirectory() as d:
@@ -150,12 +163,14 @@ def op_time_by_category(size: str, batch: int, cross_lead: str = "latent", dtype
                 for ev in line.events:
                     if _category(ev.name):
                         per_op[ev.name] += ev.duration_ns
-    kinds = collections.Counter()
+    kinds, phases = collections.Counter(), collections.Counter()
     for name, ns in per_op.items():
         kinds[_category(name)] += ns
+        phases[phase_of.get(name, "update")] += ns
     total = sum(kinds.values()) or 1
     out = {"total_ms_per_step": total / steps / 1e6}
     out.update({k: v / total for k, v in kinds.most_common()})
+    out["phases"] = {k: v / total for k, v in phases.most_common()}
     out["top"] = [(ns / steps / 1e6, name) for name, ns in per_op.most_common(12)]
     return out
 
@@ -184,8 +199,9 @@ def main(argv=None) -> None:
         cats = op_time_by_category(a.size, a.batch, a.cross_lead, a.dtype)
         print(f"XLA op time per step, summed over threads: {cats['total_ms_per_step']:.0f} ms")
         for k, v in cats.items():
-            if k not in ("total_ms_per_step", "top"):
+            if k not in ("total_ms_per_step", "top", "phases"):
                 print(f"  {k:16s} {100 * v:5.1f} %")
+        print("by phase: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in cats["phases"].items()))
         for ms, name in cats["top"]:
             print(f"  {ms:8.1f} ms  {name}")
 
