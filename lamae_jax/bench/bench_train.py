@@ -117,27 +117,29 @@ def make_step(config):
     import jax
     import jax.numpy as jnp
 
-    try:
+    try:  # only a missing trainer API falls back; an error inside the trainer propagates
         from lamae_jax import trainer
 
-        model, tx = trainer.build_model(config), trainer.make_optimizer(config)
-        state = trainer.init_train_state(config, model, tx)
-        return trainer.make_train_step(config, model, tx, trainer.make_schedule(config)), state, \
-            "trainer.make_train_step"
+        build, opt, init, make, sched = (trainer.build_model, trainer.make_optimizer,
+                                         trainer.init_train_state, trainer.make_train_step,
+                                         trainer.make_schedule)
     except (ImportError, AttributeError):
-        import optax
+        build = None
+    if build is not None:
+        model, tx = build(config), opt(config)
+        return make(config, model, tx, sched(config)), init(config, model, tx), "trainer.make_train_step"
+    import optax
 
-        from lamae_jax.models import build
+    from lamae_jax.models import build as build_module
 
-        model = build(config.model)
-        tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-4, b1=0.9, b2=0.95,
-                                                                     weight_decay=0.05))
-        n, t = config.model.num_leads, config.data.crop_samples
-        k = jax.random.split(jax.random.key(config.seed), 4)
-        params = model.init({"params": k[0], "mask": k[1], "dropout": k[2]}, jnp.zeros((1, n, t)),
-                            jnp.ones((1, n), bool), train=True)["params"]
-        state = dict(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=k[3])
-        return _minimal_step(model, tx), state, "bench minimal step"
+    model = build_module(config.model)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-4, b1=0.9, b2=0.95, weight_decay=0.05))
+    n, t = config.model.num_leads, config.data.crop_samples
+    k = jax.random.split(jax.random.key(config.seed), 4)
+    params = model.init({"params": k[0], "mask": k[1], "dropout": k[2]}, jnp.zeros((1, n, t)),
+                        jnp.ones((1, n), bool), train=True)["params"]
+    state = dict(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=k[3])
+    return _minimal_step(model, tx), state, "bench minimal step"
 
 
 def _params(state):
