@@ -39,8 +39,8 @@ def markdown(results: dict, title: str = "Linear probe on frozen embeddings") ->
         per: dict[str, list[int]] = {}
         for d in results["skipped"]:
             per.setdefault(f"{d['fraction']:g}", []).append(d["seed"])
-        lines += ["", "Draws skipped because an evaluated code had no positive among the subsampled "
-                  "training subjects (the next seed was drawn instead): "
+        lines += ["", "Draws in which some evaluated code had no positive among the subsampled "
+                  "training subjects (those codes score as chance, AUROC 0.5, in that draw): "
                   + "; ".join(f"fraction {k}: {len(v)} (seeds {', '.join(map(str, v[:10]))}"
                               f"{', …' if len(v) > 10 else ''})" for k, v in per.items()) + "."]
     if results.get("excluded_codes"):

@@ -2,10 +2,11 @@
 
 For each fraction of TRAINING SUBJECTS (all records of a drawn subject come along, so no subject
 straddles labelled/unlabelled) and each seed: fit the linear probe on the subsample, choose L2 on
-the full validation split, score the full test split with a subject-level bootstrap. A draw in
-which some evaluated code has no positive cannot fit that code; it is skipped, reported, and the
-next seed is tried (up to `max_draws_per_seed` x seeds draws). Fraction 1.0 uses every subject, so
-it is fitted once.
+the full validation split, score the full test split with a subject-level bootstrap. A code with
+no positive among a draw's training records cannot be learnt from it: the probe gives that code a
+constant score (AUROC 0.5, AUPRC = prevalence) and the draw reports it, so that every fraction is
+averaged over the same codes and the few-label settings are not flattered by dropping hard draws.
+Fraction 1.0 uses every subject, so it is fitted once.
 """
 
 from __future__ import annotations
@@ -65,22 +66,24 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
             idx = subsample_subjects(subjects["train"], fraction, seed)
             draws += 1
             y_tr = labels["train"][idx]
-            missing = [code_names[j] for j in np.flatnonzero(y_tr.sum(axis=0) == 0)]
+            no_pos = np.flatnonzero(y_tr.sum(axis=0) == 0)
+            missing = [code_names[j] for j in no_pos]
             if missing:
-                msg = (f"fraction {fraction:g} seed {seed}: skipped, {len(missing)} code(s) without a "
-                       f"positive among {len(idx)} training records (e.g. {missing[:5]})")
+                msg = (f"fraction {fraction:g} seed {seed}: {len(missing)} of {len(code_names)} code(s) "
+                       f"without a positive among {len(idx)} training records score as chance "
+                       f"(e.g. {missing[:5]})")
                 logging.warning(msg)
                 print(msg, flush=True)
                 skipped.append({"fraction": fraction, "seed": seed, "codes_without_positive": missing,
-                                "n_train_records": int(len(idx))})
-                seed += 1
-                continue
+                                "n_train_records": int(len(idx)), "action": "constant score"})
             fitted, info = probe.fit_probe(emb["train"][idx], y_tr, emb["val"], labels["val"],
                                            l2_grid=l2_grid)
-            scores = fitted.predict_logits(emb["test"])
+            scores = np.array(fitted.predict_logits(emb["test"]), dtype=np.float32, copy=True)
+            scores[:, no_pos] = 0.0  # nothing was learnt for these codes: no information, AUROC 0.5
             r = eval_metrics.evaluate_scores(scores, y_test, code_names, groups=subjects["test"],
                                              n_boot=n_boot, seed=bootstrap_seed, return_replicates=True)
             r.update(fraction=fraction, seed=seed, n_train_records=int(len(idx)),
+                     codes_without_positive=missing,
                      n_train_subjects=int(np.unique(subjects["train"][idx]).size),
                      val_macro_auroc_by_l2=dict(zip(map(str, info["l2_grid"]), info["val_macro_auroc"])),
                      chosen_l2=dict(zip(code_names, info["chosen_l2"])))

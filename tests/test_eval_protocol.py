@@ -59,7 +59,7 @@ def test_select_codes_reports_why():
     assert keep == []
 
 
-def test_protocol_skips_draws_without_positives_and_summarises(data, tmp_path):
+def test_protocol_scores_codes_without_positives_as_chance_and_summarises(data, tmp_path):
     emb, labels, subjects = data
     codes = ["A", "B", "C", "rare"]
     r = label_efficiency.run(emb, labels, subjects, codes, fractions=(0.05, 1.0), seeds=2, n_boot=50,
@@ -69,11 +69,14 @@ def test_protocol_skips_draws_without_positives_and_summarises(data, tmp_path):
     assert s_full["macro_auroc"] > 0.75
     lo, hi = s_full["macro_auroc_ci"]
     assert lo <= s_full["macro_auroc"] <= hi
-    # 5 % of 300 subjects = 15: the one "rare" subject is rarely drawn -> skipped draws, reported.
+    # 5 % of 300 subjects = 15: the one "rare" subject is rarely drawn. Such draws are reported and
+    # still counted, with "rare" at exactly chance, so every fraction averages the same codes.
     assert r["skipped"] and all(d["codes_without_positive"] == ["rare"] for d in r["skipped"])
     assert all(d["fraction"] == 0.05 for d in r["skipped"])
     small = r["summary"]["0.05"]
-    assert small["n_seeds"] == 0 or small["n_draws"] == small["n_seeds"] + len(r["skipped"])
+    assert small["n_seeds"] == 2 and small["n_draws"] == 2
+    chance = [s for s in r["settings"] if s["codes_without_positive"]]
+    assert chance and all(s["per_code"]["rare"]["auroc"] == pytest.approx(0.5) for s in chance)
     for setting in r["settings"]:
         assert "replicates" not in setting
         assert set(setting["per_code"]) == set(codes)
