@@ -20,11 +20,15 @@ DONE_FILE = "SYNTHETIC_DONE"
 
 
 def cache_key(num_records: int, seed: int) -> str:
+    from lamae_jax.data.ingest import IngestConfig
     from lamae_jax.data.record_format import FORMAT_VERSION
     from lamae_jax.data.signal import PreprocessParams
+    from lamae_jax.data.synthetic import GENERATOR_VERSION
 
     params = json.dumps(PreprocessParams().to_dict(), sort_keys=True)
-    version = hashlib.sha256(f"{FORMAT_VERSION}|{params}".encode()).hexdigest()[:10]
+    compression = IngestConfig.__dataclass_fields__["shard_compression"].default
+    version = hashlib.sha256(
+        f"{FORMAT_VERSION}|{params}|gen{GENERATOR_VERSION}|{compression}".encode()).hexdigest()[:10]
     return f"synthetic-n{num_records}-seed{seed}-pre{version}"
 
 

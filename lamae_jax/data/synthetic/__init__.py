@@ -9,5 +9,8 @@ from lamae_jax.data.synthetic.generate import ICD_COLUMNS, ICD_FILE, RECORD_LIST
 from lamae_jax.data.synthetic.measurements import COLUMNS as MACHINE_MEASUREMENT_COLUMNS
 from lamae_jax.data.synthetic.waveform import synthesize_ecg
 
-__all__ = ["CONDITIONS", "Condition", "ICD_COLUMNS", "ICD_FILE", "MACHINE_MEASUREMENT_COLUMNS",
+# Bump whenever the generated signals, labels or CSVs change: cached datasets are keyed on it.
+GENERATOR_VERSION = 2
+
+__all__ = ["CONDITIONS", "Condition", "GENERATOR_VERSION", "ICD_COLUMNS", "ICD_FILE", "MACHINE_MEASUREMENT_COLUMNS",
            "RECORD_LIST_COLUMNS", "generate_dataset", "record_path", "synthesize_ecg"]
