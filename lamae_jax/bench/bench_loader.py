@@ -124,7 +124,7 @@ def figures(res: dict, train: dict | None) -> list:
             "loader", "CPU us/ECG of the map path (0 workers)", costs["map_path_us"], "us",
             "10k ECG/s/core budget", 100.0, target="<= 1.00x",
             passed=costs["map_path_us"] <= 100.0,
-            note=(f"read {costs['read_us']:.0f} (shard decompression), index shuffle "
+            note=(f"read {costs['read_us']:.0f} (from the shard), index shuffle "
                   f"{costs['index_shuffle_us']:.0f} (at {costs['records_in_split']} records), "
                   f"deserialize {costs['deserialize_us']:.0f}, crop+augment+grain "
                   f"{costs['rest_us']:.0f}")))
