@@ -93,6 +93,33 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
+def resolve_step(workdir: str, step: int | None = None, best: bool = False) -> int:
+    """The checkpoint step to use: `step`, else the lowest validation loss (best=True), else the
+    latest; FileNotFoundError naming the directory when there is none."""
+    if not os.path.isdir(checkpoint_dir(workdir)):
+        raise FileNotFoundError(f"no checkpoints in {checkpoint_dir(workdir)}")
+    mgr = make_manager(workdir, read_only=True)
+    try:
+        return _resolve_step(mgr, workdir, step, best)
+    finally:
+        mgr.close()
+
+
+def _resolve_step(mgr, workdir: str, step: int | None, best: bool) -> int:
+    if step is None:
+        step = best_step(mgr) if best else mgr.latest_step()
+        if step is None and best:
+            step = mgr.latest_step()
+            logging.warning("no checkpoint with a validation loss in %s; using latest step %s",
+                            workdir, step)
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint found in {checkpoint_dir(workdir)}")
+    if step not in mgr.all_steps():
+        raise FileNotFoundError(f"step {step} not in {checkpoint_dir(workdir)}: "
+                                f"available {list(mgr.all_steps())}")
+    return step
+
+
 def restore_params(workdir: str, step: int | None = None, best: bool = False):
     """(params, config) of a training run, on the default device, for evaluation and export.
 
@@ -103,17 +130,7 @@ def restore_params(workdir: str, step: int | None = None, best: bool = False):
     config = load_config(workdir)
     mgr = make_manager(workdir, read_only=True)
     try:
-        if step is None:
-            step = best_step(mgr) if best else mgr.latest_step()
-            if step is None and best:
-                step = mgr.latest_step()
-                logging.warning("no checkpoint with a validation loss in %s; using latest step %s",
-                                workdir, step)
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint found in {checkpoint_dir(workdir)}")
-        if step not in mgr.all_steps():
-            raise FileNotFoundError(f"step {step} not in {checkpoint_dir(workdir)}: "
-                                    f"available {list(mgr.all_steps())}")
+        step = _resolve_step(mgr, workdir, step, best)
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract = trainer.abstract_train_state(config)
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),

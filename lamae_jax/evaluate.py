@@ -180,24 +180,12 @@ def _load_cache(path: pathlib.Path, data_dir: str) -> dict | None:
     return out
 
 
-def _step_of(workdir: str, step: int | None, best: bool) -> int | None:
+def _step_of(workdir: str, step: int | None, best: bool) -> int:
     """The checkpoint step to evaluate: `step`, else the best (lowest val loss), else the latest."""
     from lamae_jax import checkpoints
 
     checkpoints.load_config(workdir)  # a clear error when W is not a training workdir
-    if step is not None:
-        return step
-    if not os.path.isdir(checkpoints.checkpoint_dir(workdir)):
-        raise FileNotFoundError(f"no checkpoints in {checkpoints.checkpoint_dir(workdir)}")
-    mgr = checkpoints.make_manager(workdir, read_only=True)
-    try:
-        s = checkpoints.best_step(mgr) if best else None
-        s = s if s is not None else mgr.latest_step()
-    finally:
-        mgr.close()
-    if s is None:
-        raise FileNotFoundError(f"no checkpoint found in {checkpoints.checkpoint_dir(workdir)}")
-    return s
+    return checkpoints.resolve_step(workdir, step, best)
 
 
 def main(argv: list[str] | None = None) -> int:
