@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 
 import jax
 import numpy as np
@@ -182,10 +186,29 @@ def test_loader_section_on_a_small_preprocessed_dir(tmp_path):
     assert "error" not in run and run["ecg_per_s"] > 0 and run["cores"] == 1
     costs = res["cpu_us_per_ecg"]
     assert "error" not in costs and costs["records_in_split"] == 24  # 3 of 5 records are train
-    assert min(costs[k] for k in ("map_path_us", "read_us", "deserialize_us")) > 0
+    assert min(costs[k] for k in ("map_path_us", "read_us", "unpack_us")) > 0
+    if run.get("cpu_s") is not None:  # Linux: the loader's CPU time is measured, not assumed
+        assert 0 < run["cpu_s"] < 3 * run["seconds"] and run["ecg_per_cpu_s"] > 0
     figs = bench_loader.figures(res, {"models": [_model("tiny", "latent", 0.01, batch=4)]})
-    assert [f.name for f in figs] == ["ECG/s/core, 0 workers", "CPU us/ECG of the map path (0 workers)",
+    assert [f.name for f in figs] == ["ECG per CPU-second, 0 workers", "CPU us/ECG of the map path (one thread)",
                                       "loader / tiny train-step consumption"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="process-tree CPU accounting reads /proc")
+def test_process_tree_cpu_counts_child_processes():
+    before, own = bench_loader._process_tree_cpu_s(), time.process_time()  # noqa: SLF001
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\n"
+                              "time.sleep(5)"])
+    try:
+        deadline = time.time() + 20
+        while bench_loader._process_tree_cpu_s() - before < 0.5 and time.time() < deadline:  # noqa: SLF001
+            time.sleep(0.05)
+        assert bench_loader._process_tree_cpu_s() - before >= 0.5  # noqa: SLF001
+        assert time.process_time() - own < 0.45  # the child's CPU, not this process's polling
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_profile_op_categories():

@@ -191,3 +191,19 @@ def test_two_workers_yield_the_same_batches_and_resume(data_dir):
         assert_batches_equal(take(resumed, 3), expected[5:])
     finally:
         resumed.close()
+
+
+def test_batches_spanning_epochs_keep_each_epoch_a_permutation():
+    from lamae_jax.data.pipeline import ShuffledBatchKeys
+
+    keys = np.arange(100, 125)  # 25 global record keys
+    bk = ShuffledBatchKeys(keys, batch_size=7, seed=5, process_index=0, process_count=1)
+    stream = np.concatenate([bk(b) for b in range(10)])  # 70 keys: epochs 0, 1 and 20 of epoch 2
+    for e in range(2):
+        assert sorted(stream[25 * e:25 * (e + 1)]) == list(keys)
+    assert len(set(stream[50:])) == 20 and not np.array_equal(stream[:25], stream[25:50])
+    again = ShuffledBatchKeys(keys, batch_size=7, seed=5, process_index=0, process_count=1)
+    np.testing.assert_array_equal(again(9), bk(9))  # a pure function of the batch number (resume)
+    import pickle
+
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(bk))(3), bk(3))  # workers get a copy

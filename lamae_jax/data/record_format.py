@@ -67,19 +67,28 @@ def serialize(
     return msgpack.packb(payload, use_bin_type=True)
 
 
-def deserialize(data: bytes) -> dict:
-    """Dict with signal (float32 [12, T] mV), lead_mask (bool [12]), valid_length, study_id,
-    subject_id, codes (tuple of str) and qc_flags."""
+def unpack(data: bytes) -> dict:
+    """The record's msgpack map with 'signal' as the STORED array ([12, T], storage dtype, a
+    read-only view of the map's bytes) and 'scale' = mV per stored unit: the training loader
+    crops, rescales and augments in one pass instead of decoding the whole record to float32."""
     payload = msgpack.unpackb(data, raw=False)
     if not isinstance(payload, dict) or payload.get("v") != FORMAT_VERSION:
         version = payload.get("v") if isinstance(payload, dict) else None
         raise ValueError(f"unsupported record format version {version!r}: re-run lamae_jax.preprocess "
                          f"(this build reads version {FORMAT_VERSION})")
     dtype = np.dtype(payload["dtype"]).newbyteorder("<")
-    stored = np.frombuffer(payload["signal"], dtype=dtype).reshape(payload["shape"])
+    payload["signal"] = np.frombuffer(payload["signal"], dtype=dtype).reshape(payload["shape"])
+    payload["scale"] = 1.0 / INT16_UNITS_PER_MV if dtype == np.int16 else 1.0
+    return payload
+
+
+def deserialize(data: bytes) -> dict:
+    """Dict with signal (float32 [12, T] mV), lead_mask (bool [12]), valid_length, study_id,
+    subject_id, codes (tuple of str) and qc_flags."""
+    payload = unpack(data)
     codes = payload["codes"]
     return {
-        "signal": decode_signal(stored),
+        "signal": decode_signal(payload["signal"]),
         "lead_mask": np.frombuffer(payload["lead_mask"], dtype=np.bool_).copy(),
         "valid_length": int(payload["valid_length"]),
         "study_id": int(payload["study_id"]),
