@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from lamae_jax import checkpoints, sharding
+from lamae_jax.data import augment
 from lamae_jax.metrics_writer import MetricsWriter, StepTimer
 from lamae_jax.models.sizes import CROSS_LEAD, SIZES
 
@@ -66,8 +67,7 @@ def make_train_iterator(config: ml_collections.ConfigDict, data_dir: str):
     from lamae_jax.data import pipeline
     loader = pipeline.make_train_loader(
         data_dir, split="train", global_batch_size=config.batch_size, seed=config.data.shuffle_seed,
-        crop_samples=config.data.crop_samples, amplitude_jitter=config.data.amplitude_jitter,
-        noise_std_mv=config.data.noise_std_mv, num_workers=config.data.num_workers,
+        crop_samples=config.data.crop_samples, num_workers=config.data.num_workers,
         process_index=jax.process_index(), process_count=jax.process_count())
     return iter(loader)
 
@@ -109,6 +109,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                         f"--config.model.size=one of {', '.join(SIZES)}")
     if config.total_steps <= 0:
         problems.append(f"config.total_steps={config.total_steps} must be > 0")
+    if not 0 <= config.data.amplitude_jitter < 1:
+        problems.append(f"config.data.amplitude_jitter={config.data.amplitude_jitter} must be in [0, 1)")
+    if config.data.noise_std_mv < 0:
+        problems.append(f"config.data.noise_std_mv={config.data.noise_std_mv} must be >= 0")
     for name in ("log_every", "eval_every"):
         if config[name] <= 0:
             problems.append(f"config.{name}={config[name]} must be > 0")
@@ -193,9 +197,13 @@ def _step_rngs(state: TrainState, stream: int):
 def make_train_step(config, model, tx, schedule):
     def train_step(state: TrainState, batch):
         rngs = _step_rngs(state, 1)
+        # Loader batches are stored int16 crops: decode and augment here, on the device.
+        aug_key = jax.random.fold_in(jax.random.fold_in(state.rng, 3), state.step)
+        signal = augment.augment(batch, aug_key, amplitude_jitter=config.data.amplitude_jitter,
+                                 noise_std_mv=config.data.noise_std_mv)
 
         def objective(params):
-            recon, aux = model.apply({"params": params}, batch["signal"], batch["lead_mask"],
+            recon, aux = model.apply({"params": params}, signal, batch["lead_mask"],
                                      train=True, rngs=rngs)
             return objective_fn(recon, aux, config)
 

@@ -6,6 +6,7 @@ import pytest
 from preprocessed_fixture import make_records, write_preprocessed
 
 from lamae_jax.data import PreprocessedECG
+from lamae_jax.data.augment import augment, to_mv
 from lamae_jax.data.pipeline import (make_eval_batches, make_train_dataset, make_train_loader,
                                      measure_loader_rate, restore_args, save_args)
 
@@ -23,7 +24,7 @@ def data_dir(tmp_path_factory):
 
 
 def ids(batch):
-    return (np.rint(batch["signal"][:, 1, :].max(axis=1) * 1000).astype(int) - 1).tolist()
+    return (np.rint(to_mv(batch)[:, 1, :].max(axis=1) * 1000).astype(int) - 1).tolist()
 
 
 def take(it, n):
@@ -43,7 +44,7 @@ def loader(data_dir, **kw):
 def assert_batches_equal(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
-        assert x.keys() == y.keys() == {"signal", "lead_mask"}
+        assert x.keys() == y.keys() == {"signal", "units_per_mv", "lead_mask"}
         for k in x:
             np.testing.assert_array_equal(x[k], y[k])
 
@@ -83,33 +84,50 @@ def test_two_hosts_disjoint_cover_equal_steps(data_dir):
     assert set(per_host[0][0]) != set(per_host[0][1])
 
 
-def test_crop_and_augmentation(data_dir):
+def test_crop_is_a_window_of_the_stored_record(data_dir):
     reader = PreprocessedECG(data_dir)
     originals = {int(s) - 40_000_000: reader[i] for i, s in enumerate(reader.manifest["study_id"])}
-    plain = next(iter(loader(data_dir, crop_samples=120, global_batch_size=25)))
-    assert plain["signal"].shape == (25, 12, 120)
-    for k, rid in enumerate(ids(plain)):
+    batch = next(iter(loader(data_dir, crop_samples=120, global_batch_size=25)))
+    assert batch["signal"].shape == (25, 12, 120) and batch["signal"].dtype == np.int16
+    np.testing.assert_array_equal(batch["units_per_mv"], 1000.0)
+    plain = to_mv(batch)
+    for k, rid in enumerate(ids(batch)):
         src = originals[rid]
-        np.testing.assert_array_equal(plain["lead_mask"][k], src["lead_mask"])
-        starts = [s for s in range(T - 119) if np.array_equal(src["signal"][:, s:s + 120], plain["signal"][k])]
-        assert starts, rid
+        np.testing.assert_array_equal(batch["lead_mask"][k], src["lead_mask"])
+        starts = [s for s in range(T - 119) if np.array_equal(src["signal"][:, s:s + 120], plain[k])]
+        assert starts, rid  # bit-identical to the reader's decode
         if src["valid_length"] >= 120:
             assert min(starts) <= src["valid_length"] - 120  # inside the valid region
-    aug = next(iter(loader(data_dir, crop_samples=120, global_batch_size=25, amplitude_jitter=0.1,
-                           noise_std_mv=0.02)))
-    np.testing.assert_array_equal(aug["lead_mask"], plain["lead_mask"])
-    absent = ~aug["lead_mask"]
-    assert absent.any() and not aug["signal"][absent].any()  # missing leads stay exactly zero
-    present = aug["signal"][aug["lead_mask"]]
-    diff = present - plain["signal"][plain["lead_mask"]]
+
+
+def test_augmentation_on_device(data_dir):
+    import jax
+
+    batch = next(iter(loader(data_dir, crop_samples=120, global_batch_size=25)))
+    plain, present = to_mv(batch), batch["lead_mask"]
+    np.testing.assert_array_equal(np.asarray(augment(batch, jax.random.key(0))), plain)
+    run = jax.jit(lambda b, k: augment(b, k, amplitude_jitter=0.1, noise_std_mv=0.02))
+    aug = np.asarray(run(batch, jax.random.key(1)))
+    assert (~present).any() and not aug[~present].any()  # missing leads stay exactly zero
+    diff = aug[present] - plain[present]
     assert 0.01 < diff.std() < 0.2  # jitter (~0.06 on 0.5 mV) plus noise (0.02)
-    noise_only = next(iter(loader(data_dir, crop_samples=120, global_batch_size=25, noise_std_mv=0.02)))
-    residual = (noise_only["signal"] - plain["signal"])[plain["lead_mask"]]
+    np.testing.assert_array_equal(np.asarray(run(batch, jax.random.key(1))), aug)  # same key, same batch
+    assert not np.array_equal(np.asarray(run(batch, jax.random.key(2))), aug)
+    noise_only = np.asarray(augment(batch, jax.random.key(3), noise_std_mv=0.02))
+    residual = (noise_only - plain)[present]
     assert abs(residual.std() - 0.02) < 0.002 and abs(residual.mean()) < 0.002
+    gain_only = np.asarray(augment(batch, jax.random.key(4), amplitude_jitter=0.1))
+    x, y = plain[present], gain_only[present]
+    energy = (x * x).sum(axis=1)
+    lead_gain = (x * y).sum(axis=1)[energy > 0] / energy[energy > 0]  # one gain per lead
+    np.testing.assert_allclose(y, x * ((x * y).sum(axis=1) / np.maximum(energy, 1e-12))[:, None], atol=1e-5)
+    assert lead_gain.min() >= 0.9 - 1e-6 and lead_gain.max() <= 1.1 + 1e-6 and lead_gain.std() > 0.03
+    with pytest.raises(ValueError, match="amplitude_jitter"):
+        augment(batch, jax.random.key(0), amplitude_jitter=1.0)
 
 
 def test_get_state_set_state_resumes_exactly(data_dir):
-    kw = dict(crop_samples=300, amplitude_jitter=0.1, noise_std_mv=0.01)
+    kw = dict(crop_samples=300)
     it = iter(loader(data_dir, **kw))
     take(it, 7)  # crosses the epoch boundary (5 batches per epoch)
     state = it.get_state()
@@ -122,7 +140,7 @@ def test_get_state_set_state_resumes_exactly(data_dir):
 def test_orbax_composite_checkpoint_resumes_exactly(data_dir, tmp_path):
     import orbax.checkpoint as ocp
 
-    kw = dict(crop_samples=300, amplitude_jitter=0.1, noise_std_mv=0.01)
+    kw = dict(crop_samples=300)
     it = iter(loader(data_dir, **kw))
     take(it, 3)
     state = {"step": np.asarray(3), "w": np.arange(4.0)}
@@ -177,7 +195,7 @@ def test_eval_batches_cover_split_once(data_dir, process_count, batch):
 
 @pytest.mark.multiprocess  # grain worker processes (~10 s)
 def test_two_workers_yield_the_same_batches_and_resume(data_dir):
-    kw = dict(crop_samples=300, amplitude_jitter=0.1, noise_std_mv=0.01)
+    kw = dict(crop_samples=300)
     expected = take(iter(loader(data_dir, **kw)), 8)
     it = iter(loader(data_dir, num_workers=2, **kw))
     try:

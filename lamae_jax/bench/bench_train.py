@@ -76,15 +76,17 @@ def rss_peak_bytes() -> int | None:
 
 
 def random_batch(batch_size: int, num_samples: int = 2500, seed: int = 0) -> dict:
-    """A training batch as the loader yields it: mV-scale signals, a few missing leads."""
+    """A training batch as the loader yields it: int16 µV crops of mV-scale signals (the step
+    decodes and augments them), a few missing leads."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    signal = (0.3 * rng.standard_normal((batch_size, 12, num_samples))).astype(np.float32)
+    signal = np.rint(300 * rng.standard_normal((batch_size, 12, num_samples))).astype(np.int16)
     lead_mask = rng.random((batch_size, 12)) > 0.05
     lead_mask[:, 1] = True  # never an ECG without leads
-    signal[~lead_mask] = 0.0
-    return {"signal": signal, "lead_mask": lead_mask}
+    signal[~lead_mask] = 0
+    return {"signal": signal, "units_per_mv": np.full((batch_size,), 1000.0, np.float32),
+            "lead_mask": lead_mask}
 
 
 def _minimal_step(model, tx):
@@ -98,8 +100,10 @@ def _minimal_step(model, tx):
         key = jax.random.fold_in(state["rng"], state["step"])
         mask_rng, drop_rng = jax.random.split(key)
 
+        signal = batch["signal"].astype(jax.numpy.float32) / batch["units_per_mv"][:, None, None]
+
         def objective(params):
-            recon, aux = model.apply({"params": params}, batch["signal"], batch["lead_mask"],
+            recon, aux = model.apply({"params": params}, signal, batch["lead_mask"],
                                      train=True, rngs={"mask": mask_rng, "dropout": drop_rng})
             return masked_patch_mse(recon, aux["target"], aux["loss_mask"])
 

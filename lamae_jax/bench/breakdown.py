@@ -42,7 +42,9 @@ def breakdown(size: str, batch: int, cross_lead: str = "latent", dtype: str = "f
     model, tx = trainer.build_model(config), trainer.make_optimizer(config)
     state = trainer.init_train_state(config, model, tx)
     step = trainer.make_train_step(config, model, tx, trainer.make_schedule(config))
-    batch = jax.device_put(random_batch(batch, config.data.crop_samples))
+    loader_batch = jax.device_put(random_batch(batch, config.data.crop_samples))  # int16, as loaded
+    batch = {"signal": loader_batch["signal"].astype(jnp.float32) / loader_batch["units_per_mv"][:, None, None],
+             "lead_mask": loader_batch["lead_mask"]}  # mV, as the model sees it
     rngs = {"mask": jax.random.key(1), "dropout": jax.random.key(2)}
     params = state.params
 
@@ -79,7 +81,7 @@ def breakdown(size: str, batch: int, cross_lead: str = "latent", dtype: str = "f
         return optax.apply_updates(p, updates), o
 
     parts = [
-        ("train step (trainer)", lambda s, bb: step(s, bb), (state, batch)),
+        ("train step (trainer)", lambda s, bb: step(s, bb), (state, loader_batch)),
         ("forward + backward", jax.value_and_grad(loss), (params, batch)),
         ("forward only", loss, (params, batch)),
         ("AdamW update alone", opt, (grads, state.opt_state, params)),

@@ -69,8 +69,8 @@ def serialize(
 
 def unpack(data: bytes) -> dict:
     """The record's msgpack map with 'signal' as the STORED array ([12, T], storage dtype, a
-    read-only view of the map's bytes) and 'scale' = mV per stored unit: the training loader
-    crops, rescales and augments in one pass instead of decoding the whole record to float32."""
+    read-only view of the map's bytes) and 'units_per_mv' (signal / units_per_mv = mV): the
+    training loader copies crops of the stored int16 instead of decoding whole records."""
     payload = msgpack.unpackb(data, raw=False)
     if not isinstance(payload, dict) or payload.get("v") != FORMAT_VERSION:
         version = payload.get("v") if isinstance(payload, dict) else None
@@ -78,7 +78,7 @@ def unpack(data: bytes) -> dict:
                          f"(this build reads version {FORMAT_VERSION})")
     dtype = np.dtype(payload["dtype"]).newbyteorder("<")
     payload["signal"] = np.frombuffer(payload["signal"], dtype=dtype).reshape(payload["shape"])
-    payload["scale"] = 1.0 / INT16_UNITS_PER_MV if dtype == np.int16 else 1.0
+    payload["units_per_mv"] = INT16_UNITS_PER_MV if dtype == np.int16 else 1.0
     return payload
 
 
