@@ -14,6 +14,7 @@ import tempfile
 import time
 
 SECTIONS = ("preprocess", "loader", "train")
+LOADER_BATCH = 256  # configs/base.py's global batch: what one host's loader feeds a paper-scale run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,8 +58,7 @@ def main(argv=None) -> int:
         return 2
     meta = report.machine_info() | {"args": vars(args)}
     workers = args.workers or (os.cpu_count() or 1)
-    # Grain's index shuffle costs ~16,000/n us per element below n ~ 16k records, so a tiny
-    # dataset misstates the loader: 1000 records keep that under 20 us at a quick run's cost.
+    # 1000 records: at least 3 loader batches of 256 per epoch of the train split.
     records = args.records or (1000 if args.quick else 4000)
     raw: dict = {}
 
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         if "loader" in args.sections and data_dir:
             log(f"loader: 0 and {workers} workers")
             raw["loader"] = _guard(lambda: bench_loader.run_section(
-                data_dir, batch_size=32, workers=sorted({0, workers}),
+                data_dir, batch_size=LOADER_BATCH, workers=sorted({0, workers}),
                 seconds=3.0 if args.quick else 10.0), "loader")
         log("peak: again at the end (load from other processes shows up as a gap)")
         raw["peak_end"] = matmul_peak()
