@@ -70,6 +70,17 @@ def test_measure_step_tiny_on_two_devices():
     assert math.isclose(mfu.ratio, 0.25) and mfu.status == "-"  # no target below base size
 
 
+def test_measure_pair_alternates_two_models_in_one_process():
+    lat, none = bench_train.full_config("tiny"), bench_train.full_config("tiny", "none")
+    res = bench_train.measure_pair(lat, none, 4, num_devices=1, min_rounds=2, min_seconds=0.0)
+    assert res["cross_lead"] == "none" and res["paired_with"] == "latent" and res["paired_rounds"] == 2
+    assert res["paired_flops_per_step"] > res["flops_per_step"] > 0  # latent attention adds FLOPs
+    assert res["paired_step_s"] > 0 and res["paired_ratio"] > 0
+    fig = next(f for f in bench_train.figures({"models": [res]}, peak_flops=1e12)
+               if "latent vs none" in f.name)
+    assert fig.ratio == res["paired_ratio"] and "XLA FLOP ratio" in fig.note
+
+
 def _model(size, cross, step_s, batch=8, devices=1):
     return {"size": size, "cross_lead": cross, "batch": batch, "devices": devices, "step_s": step_s,
             "ecg_per_s": batch / step_s, "params": 1e6, "compile_s": 1.0, "flops_per_s": 1e9,
@@ -162,6 +173,7 @@ def test_gpu_plan_compares_none_at_the_batch_found(monkeypatch):
     cpu = bench_train.plan(quick=True, gpu=False)
     assert {(p["size"], p.get("cross_lead", "latent"), p.get("devices")) for p in cpu} >= {
         ("base", "none", None), ("small", "latent", 8)}
+    assert all(p.get("paired_with") == "latent" for p in cpu if p.get("cross_lead") == "none")
 
 
 def test_make_figures_uses_the_higher_peak_and_survives_a_failed_section():

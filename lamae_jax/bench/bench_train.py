@@ -150,19 +150,10 @@ def _params(state):
     return state["params"] if isinstance(state, dict) else state.params
 
 
-def measure_step(config, batch_size: int, *, num_devices: int | None = None, min_steps: int = 3,
-                 min_seconds: float = 2.0, max_steps: int = 50, warmup: int = 1, seed: int = 0) -> dict:
-    """Compiles and times the train step for `config` on a mesh of `num_devices` (default: all).
-
-    The batch is split over the mesh's data axis, the state replicated and donated. Returns the
-    median step time, ECG/s, XLA FLOPs per step and FLOP/s, compile time, XLA's memory estimate
-    and this process's peak RSS.
-    """
+def _prepare(config, batch_size: int, num_devices: int | None, seed: int) -> dict:
+    """The compiled, sharded, state-donating train step for `config` and its inputs."""
     import jax
-    import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
-
-    from lamae_jax.models import param_count
 
     devices = jax.devices()[: num_devices or len(jax.devices())]
     if batch_size % len(devices):
@@ -180,30 +171,79 @@ def measure_step(config, batch_size: int, *, num_devices: int | None = None, min
     # XLA costs the SPMD-partitioned program of ONE device: scale to the whole mesh.
     flops, mem = cost_flops(compiled), compiled_peak_bytes(compiled)
     flops = flops * len(devices) if flops else flops
-    for _ in range(warmup):
-        state, metrics = compiled(state, batch)
-    jax.block_until_ready(metrics)
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_steps and (len(times) < min_steps or time.perf_counter() - start < min_seconds):
-        t = time.perf_counter()
-        state, metrics = compiled(state, batch)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - t)
+    return dict(compiled=compiled, state=state, batch=batch, devices=devices, source=source,
+                compile_s=compile_s, flops=flops, mem=mem, metrics=None)
+
+
+def _timed_step(p: dict) -> float:
+    import jax
+
+    t = time.perf_counter()
+    p["state"], p["metrics"] = p["compiled"](p["state"], p["batch"])
+    jax.block_until_ready(p["metrics"])
+    return time.perf_counter() - t
+
+
+def _result(config, p: dict, times: list[float], batch_size: int) -> dict:
+    import numpy as np
+
+    from lamae_jax.models import param_count
+
     step_s = float(np.median(times))
-    stats = devices[0].memory_stats() or {}  # GPU/TPU: the allocator's own high-water mark
-    m = config.model
+    stats = p["devices"][0].memory_stats() or {}  # GPU/TPU: the allocator's own high-water mark
+    m, flops = config.model, p["flops"]
     return {
-        "size": m.size, "cross_lead": m.cross_lead, "dtype": m.dtype, "step_fn": source,
-        "batch": batch_size, "devices": len(devices), "platform": devices[0].platform,
-        "params": int(param_count(_params(state))), "compile_s": compile_s,
+        "size": m.size, "cross_lead": m.cross_lead, "dtype": m.dtype, "step_fn": p["source"],
+        "batch": batch_size, "devices": len(p["devices"]), "platform": p["devices"][0].platform,
+        "params": int(param_count(_params(p["state"]))), "compile_s": p["compile_s"],
         "step_s": step_s, "step_s_min": float(min(times)), "steps_timed": len(times),
         "ecg_per_s": batch_size / step_s,
         "flops_per_step": flops, "flops_per_s": (flops / step_s) if flops else None,
-        "xla_memory_bytes": mem, "rss_peak_bytes": rss_peak_bytes(),
+        "xla_memory_bytes": p["mem"], "rss_peak_bytes": rss_peak_bytes(),
         "device_peak_bytes": stats.get("peak_bytes_in_use"),
-        "loss": float(metrics["loss"]),
+        "loss": float(p["metrics"]["loss"]),
     }
+
+
+def measure_step(config, batch_size: int, *, num_devices: int | None = None, min_steps: int = 3,
+                 min_seconds: float = 2.0, max_steps: int = 50, warmup: int = 1, seed: int = 0) -> dict:
+    """Compiles and times the train step for `config` on a mesh of `num_devices` (default: all).
+
+    The batch is split over the mesh's data axis, the state replicated and donated. Returns the
+    median step time, ECG/s, XLA FLOPs per step and FLOP/s, compile time, XLA's memory estimate
+    and this process's peak RSS.
+    """
+    p = _prepare(config, batch_size, num_devices, seed)
+    for _ in range(warmup):
+        _timed_step(p)
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_steps and (len(times) < min_steps or time.perf_counter() - start < min_seconds):
+        times.append(_timed_step(p))
+    return _result(config, p, times, batch_size)
+
+
+def measure_pair(config, baseline_config, batch_size: int, *, num_devices: int | None = None,
+                 min_rounds: int = 3, min_seconds: float = 2.0, max_rounds: int = 50, seed: int = 0) -> dict:
+    """The baseline's measure_step result plus 'paired_step_s' (of `config`) and 'paired_ratio':
+    both steps compiled in one process and timed alternately (one step each per round), the ratio
+    the median of the per-round ratios. Drift in the machine's load hits both alike, where two
+    processes measured minutes apart differed by +-10 % at `small` size."""
+    import numpy as np
+
+    a = _prepare(config, batch_size, num_devices, seed)
+    b = _prepare(baseline_config, batch_size, num_devices, seed)
+    _timed_step(a), _timed_step(b)  # warm-up
+    ta, tb = [], []
+    start = time.perf_counter()
+    while len(ta) < max_rounds and (len(ta) < min_rounds or time.perf_counter() - start < min_seconds):
+        ta.append(_timed_step(a))
+        tb.append(_timed_step(b))
+    out = _result(baseline_config, b, tb, batch_size)
+    out.update(paired_with=config.model.cross_lead, paired_step_s=float(np.median(ta)),
+               paired_ratio=float(np.median(np.asarray(ta) / np.asarray(tb))), paired_rounds=len(ta),
+               paired_flops_per_step=a["flops"], paired_compile_s=a["compile_s"])
+    return out
 
 
 def find_max_batch(cfg, start: int, limit: int, **kw) -> dict:
@@ -261,13 +301,15 @@ def plan(quick: bool, gpu: bool) -> list[dict]:
         steps = dict(min_steps=5, min_seconds=2.0, dtype="bfloat16", platform=None)
         return [dict(size="tiny", batch=256, **steps), dict(size="small", batch=256, **steps),
                 dict(size="base", batch=16, max_batch_search=256 if quick else 4096, **steps),
-                dict(size="base", cross_lead="none", batch="base", **steps)]
+                dict(size="base", cross_lead="none", paired_with="latent", batch="base", **steps)]
     steps = dict(min_steps=3, min_seconds=1.5 if quick else 5.0)
     # base at batch 8 even in --quick: at 1-2 ECGs the memory-bound AdamW update over 111 M
     # parameters, not the model, sets the step time (see BENCHMARKS.md).
     b = dict(tiny=32, small=16, base=8) if quick else dict(tiny=128, small=64, base=16)
     runs = [dict(size=s, batch=b[s], **steps) for s in ("tiny", "small", "base")]
-    runs += [dict(size=s, cross_lead="none", batch=b[s], **steps) for s in ("small", "base")]
+    # 'none' timed against 'latent' step by step in one process (measure_pair).
+    runs += [dict(size=s, cross_lead="none", paired_with="latent", batch=b[s], **steps)
+             for s in ("small", "base")]
     runs.append(dict(size="small", batch=b["small"], devices=8, **steps))
     return [dict(r, dtype="float32", platform="cpu") for r in runs]
 
@@ -326,6 +368,16 @@ def figures(res: dict, peak_flops: float | None, gpu: bool = False) -> list:
     for m in single:
         if m["cross_lead"] != "none":
             continue
+        if m.get("paired_ratio") is not None:
+            flop_ratio = (m["paired_flops_per_step"] / m["flops_per_step"]
+                          if m.get("paired_flops_per_step") and m.get("flops_per_step") else None)
+            figs.append(Figure("train", f"{m['size']} b={m['batch']} latent vs none step time",
+                               m["paired_step_s"], "s", "'none' step", m["step_s"],
+                               ratio=m["paired_ratio"], target="<= 1.15x",
+                               passed=at_most(m["paired_ratio"], 1.15),
+                               note=(f"one process, steps alternated over {m['paired_rounds']} rounds"
+                                     + (f"; XLA FLOP ratio {flop_ratio:.3f}" if flop_ratio else ""))))
+            continue
         lat = next((x for x in single if x["size"] == m["size"] and x["cross_lead"] == "latent"
                     and x["batch"] == m["batch"]), None)
         if lat:
@@ -349,6 +401,11 @@ def _child_main(spec: dict) -> dict:
                               min_seconds=spec.get("min_seconds", 2.0))
     if spec.get("max_batch_search"):
         return find_max_batch(cfg, spec["batch"], spec["max_batch_search"], **kw)
+    if spec.get("paired_with"):
+        other = full_config(spec["size"], spec["paired_with"], spec.get("dtype", "float32"),
+                            **spec.get("overrides", {}))
+        return measure_pair(other, cfg, spec["batch"], num_devices=kw["num_devices"],
+                            min_rounds=kw["min_steps"], min_seconds=kw["min_seconds"])
     return measure_step(cfg, spec["batch"], **kw)
 
 
