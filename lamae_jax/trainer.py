@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import time
 from typing import Any
 
@@ -263,6 +264,11 @@ def _write_config(config, workdir: str, data_dir: str) -> None:
         os.replace(path + ".tmp", path)
         with open(os.path.join(workdir, "data_dir.txt"), "w", encoding="utf-8") as f:
             f.write(data_dir + "\n")
+        # The model ships with its preprocessing: Embedder.from_workdir needs no data directory.
+        pre, own = os.path.join(data_dir, "preprocess_config.json"), os.path.join(workdir, "preprocess_config.json")
+        if os.path.isfile(pre) and not os.path.exists(own):
+            shutil.copyfile(pre, own + ".tmp")
+            os.replace(own + ".tmp", own)
 
 
 def _evaluate(config, state, eval_step, data_dir, mesh, writer, workdir, step):

@@ -83,12 +83,13 @@ def test_export_cli_rows_follow_manifest(workdir, tmp_path):
 
 
 def test_embedder_from_workdir_uses_checkpoint_and_saved_preprocessing(workdir):
-    w, _ = workdir
+    w, data_dir = workdir
     rng = np.random.default_rng(0)
     raw = np.cumsum(rng.normal(scale=0.05, size=(12, 1000)), axis=1)  # 2 s at 500 Hz
     names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     e2, e1 = Embedder.from_workdir(w), Embedder.from_workdir(w, step=1)
-    assert e2.params_pre.duration_s == 2.0  # read from the data's preprocess_config.json
+    assert e2.params_pre.duration_s == 2.0  # the data's preprocess_config.json, copied by training
+    assert (w / "preprocess_config.json").read_text() == (data_dir / "preprocess_config.json").read_text()
     v2, v1 = e2.embed(raw, 500, names), e1.embed(raw, 500, names)
     assert v2.shape == (32,) and not np.allclose(v1, v2)
     model, params, _ = embedding.load_model(w)
