@@ -72,7 +72,7 @@ def test_measure_step_tiny_on_two_devices():
 
 def test_measure_pair_alternates_two_models_in_one_process():
     lat, none = bench_train.full_config("tiny"), bench_train.full_config("tiny", "none")
-    res = bench_train.measure_pair(lat, none, 4, num_devices=1, min_rounds=2, min_seconds=0.0)
+    res = bench_train.measure_pair(lat, none, 4, num_devices=1, min_rounds=2, min_seconds=0.0, block=2)
     assert res["cross_lead"] == "none" and res["paired_with"] == "latent" and res["paired_rounds"] == 2
     assert res["paired_flops_per_step"] > res["flops_per_step"] > 0  # latent attention adds FLOPs
     assert res["paired_step_s"] > 0 and res["paired_ratio"] > 0
