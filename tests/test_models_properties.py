@@ -84,3 +84,22 @@ def test_sharded_mesh_matches_single_device():
     assert recon.sharding.spec[0] == "data" or len(recon.sharding.device_set) == 8
     chex.assert_trees_all_close(jax.device_get(sharded), jax.device_get(single),
                                 rtol=1e-5, atol=1e-5)
+
+
+def test_cross_attention_grouped_ctx_equals_ctx_repeated_per_row():
+    """The decoder hands each ECG's latents once for its L leads; that must equal repeating them."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from lamae_jax.models.transformer import Block
+
+    b, l, n, k, d = 3, 4, 5, 6, 16
+    x = jax.random.normal(jax.random.key(0), (b * l, n, d))
+    ctx = jax.random.normal(jax.random.key(1), (b, k, d))
+    block = Block(num_heads=2, cross=True)
+    params = block.init(jax.random.key(2), x, None, ctx)
+    grouped = block.apply(params, x, None, ctx)
+    repeated = block.apply(params, x, None, jnp.repeat(ctx, l, axis=0))
+    np.testing.assert_allclose(np.asarray(grouped), np.asarray(repeated), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(np.asarray(block.apply(params, x, None, ctx[::-1])), np.asarray(grouped))

@@ -53,8 +53,8 @@ class Decoder(nn.Module):
             key_mask = jnp.broadcast_to(lead_mask.reshape(b * l, 1), (b * l, n))
             ctx = None
             if cross:
+                # [B, K, Dd]: the L leads of an ECG (consecutive rows of x) read its latents
                 ctx = nn.Dense(self.width, dtype=self.dtype, name="latent_proj")(latents)
-                ctx = jnp.repeat(ctx, l, axis=0)  # [B*L, K, Dd]: each lead reads its ECG's latents
             x = blocks(x.reshape(b * l, n, self.width), key_mask, ctx,
                        deterministic=deterministic)
         y = nn.Dense(self.patch_size, dtype=self.dtype, name="head")(x)

@@ -77,9 +77,16 @@ class Block(nn.Module):
         x = x + drop(y, deterministic=self.deterministic)
         if self.cross:
             y = nn.LayerNorm(dtype=self.dtype, name="ln_cross")(x)
+            # ctx may serve groups of consecutive rows of x (the 12 leads of one ECG read that
+            # ECG's latents): fold each group's queries into one row instead of repeating ctx
+            # per row, so keys and values are projected once per ECG, not once per lead.
+            rows, groups = x.shape[0], x.shape[0] // ctx.shape[0]
+            if groups * ctx.shape[0] != rows:
+                raise ValueError(f"ctx batch {ctx.shape[0]} does not divide x batch {rows}")
+            y = y.reshape(ctx.shape[0], groups * x.shape[1], x.shape[2])
             y = MultiHeadAttention(self.num_heads, self.dtype, self.attention_impl,
                                    name="cross_attn")(y, ctx, ctx_mask)
-            x = x + drop(y, deterministic=self.deterministic)
+            x = x + drop(y.reshape(x.shape), deterministic=self.deterministic)
         y = nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x)
         y = Mlp(self.mlp_ratio, self.dropout, self.dtype, self.deterministic, name="mlp")(y)
         return x + drop(y, deterministic=self.deterministic)
