@@ -1,4 +1,4 @@
-"""Writes small preprocessed directories (shards + manifest.csv + labels.json per CONTRACTS.md).
+"""Writes small preprocessed directories (shards + manifest.csv + labels.json in the layout lamae_jax.preprocess writes).
 
 Tests of the reader and the Grain pipeline build their inputs here, independent of the
 preprocessing CLI, so that a bug there cannot hide a bug in the readers (and vice versa).

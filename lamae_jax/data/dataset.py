@@ -2,7 +2,7 @@
 
 One class serves notebooks, evaluation and the Grain pipeline: it parses manifest.csv and
 labels.json once, maps every manifest row to its global key in the concatenation of the
-shards it references, and decodes records with the shared record_format. Layout: CONTRACTS.md.
+shards it references, and decodes records with the shared record_format. Layout: README.md, "Preprocessing".
 """
 
 from __future__ import annotations
