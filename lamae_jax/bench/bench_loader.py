@@ -36,28 +36,15 @@ def _process_tree_cpu_s() -> float | None:
 
 
 def loader_rate(data_dir: str, batch_size: int, num_workers: int, seconds: float) -> dict:
-    """Iterates the training loader for `seconds` after its first batch (worker start-up): wall
-    rate, and ECG per CPU-second of the whole process tree (main process, its threads, workers)."""
-    from lamae_jax.data.pipeline import make_train_loader
+    """The training loader's wall rate, and ECG per CPU-second of the whole process tree (main
+    process, its threads, workers) over the same window."""
+    from lamae_jax.data.pipeline import measure_loader
 
-    loader = make_train_loader(data_dir, split="train", global_batch_size=batch_size, seed=0,
-                               num_workers=num_workers, process_index=0, process_count=1)
-    it = iter(loader)
-    try:
-        t0 = time.perf_counter()
-        next(it)
-        first_s = time.perf_counter() - t0
-        time.sleep(0.5)  # let the prefetch buffers fill, so the window measures steady state
-        n, cpu0, t0 = 0, _process_tree_cpu_s(), time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            n += len(next(it)["signal"])
-        elapsed, cpu1 = time.perf_counter() - t0, _process_tree_cpu_s()
-    finally:
-        it.close()
-    out = {"ecg_per_s": n / elapsed, "ecgs": n, "seconds": elapsed, "first_batch_s": first_s}
-    if cpu0 is not None and cpu1 is not None and cpu1 > cpu0:
-        out["cpu_s"] = cpu1 - cpu0
-        out["ecg_per_cpu_s"] = n / (cpu1 - cpu0)
+    out = measure_loader(data_dir, batch_size, num_workers, seconds, cpu_clock=_process_tree_cpu_s)
+    if out.get("cpu_s") is None or out["cpu_s"] <= 0:
+        out.pop("cpu_s", None)
+    else:
+        out["ecg_per_cpu_s"] = out["ecgs"] / out["cpu_s"]
     return out
 
 

@@ -94,13 +94,14 @@ def _minimal_step(model, tx):
     import jax
     import optax
 
+    from lamae_jax.data.augment import augment
     from lamae_jax.losses import masked_patch_mse
 
     def step(state, batch):
         key = jax.random.fold_in(state["rng"], state["step"])
         mask_rng, drop_rng = jax.random.split(key)
 
-        signal = batch["signal"].astype(jax.numpy.float32) / batch["units_per_mv"][:, None, None]
+        signal = augment(batch, key)  # int16 -> mV (no jitter or noise here)
 
         def objective(params):
             recon, aux = model.apply({"params": params}, signal, batch["lead_mask"],

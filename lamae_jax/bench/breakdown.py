@@ -37,14 +37,15 @@ def breakdown(size: str, batch: int, cross_lead: str = "latent", dtype: str = "f
 
     from lamae_jax import trainer
     from lamae_jax.bench.bench_train import full_config, random_batch
+    from lamae_jax.data.augment import augment
 
     config = full_config(size, cross_lead, dtype)
     model, tx = trainer.build_model(config), trainer.make_optimizer(config)
     state = trainer.init_train_state(config, model, tx)
     step = trainer.make_train_step(config, model, tx, trainer.make_schedule(config))
     loader_batch = jax.device_put(random_batch(batch, config.data.crop_samples))  # int16, as loaded
-    batch = {"signal": loader_batch["signal"].astype(jnp.float32) / loader_batch["units_per_mv"][:, None, None],
-             "lead_mask": loader_batch["lead_mask"]}  # mV, as the model sees it
+    batch = {"signal": augment(loader_batch, jax.random.key(0)),  # mV, as the model sees it
+             "lead_mask": loader_batch["lead_mask"]}
     rngs = {"mask": jax.random.key(1), "dropout": jax.random.key(2)}
     params = state.params
 

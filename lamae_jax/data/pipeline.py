@@ -244,9 +244,12 @@ def restore_args(iterator):
     return grain.checkpoint.CheckpointRestore(iterator)
 
 
-def measure_loader_rate(data_dir, batch_size: int = 256, num_workers: int = 0, seconds: float = 10.0,
-                        **loader_kwargs) -> float:
-    """Training-loader throughput in ECG/s (wall clock, single host, after the first batch).
+def measure_loader(data_dir, batch_size: int = 256, num_workers: int = 0, seconds: float = 10.0,
+                   cpu_clock=None, **loader_kwargs) -> dict:
+    """Iterates the training loader for `seconds` (single host) after its first batch (worker
+    start-up) and a short pause that fills the prefetch buffers: {'ecg_per_s' (wall clock), 'ecgs',
+    'seconds', 'first_batch_s'}, plus 'cpu_s' over the same window when `cpu_clock` (a callable
+    returning CPU seconds, e.g. of the whole process tree) is given.
 
     loader_kwargs go to make_train_loader (defaults: seed 0, full-length crop).
     """
@@ -255,13 +258,26 @@ def measure_loader_rate(data_dir, batch_size: int = 256, num_workers: int = 0, s
                                process_index=0, process_count=1, **kwargs)
     it = iter(loader)
     try:
+        t0 = time.perf_counter()
         next(it)
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
+        first_s = time.perf_counter() - t0
+        time.sleep(min(0.5, seconds))
+        n, cpu0, t0 = 0, cpu_clock and cpu_clock(), time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
             n += len(next(it)["signal"])
-        return n / (time.perf_counter() - start)
+        elapsed, cpu1 = time.perf_counter() - t0, cpu_clock and cpu_clock()
     finally:
         it.close()
+    out = {"ecg_per_s": n / elapsed, "ecgs": n, "seconds": elapsed, "first_batch_s": first_s}
+    if cpu0 is not None and cpu1 is not None:
+        out["cpu_s"] = cpu1 - cpu0
+    return out
+
+
+def measure_loader_rate(data_dir, batch_size: int = 256, num_workers: int = 0, seconds: float = 10.0,
+                        **loader_kwargs) -> float:
+    """Training-loader throughput in ECG/s (wall clock): measure_loader's 'ecg_per_s'."""
+    return measure_loader(data_dir, batch_size, num_workers, seconds, **loader_kwargs)["ecg_per_s"]
 
 
 class EvalBatch:
