@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="PNG path (default W/eval/lead_attention_<split>.png)")
     args = ap.parse_args(argv)
 
-    from lamae_jax import distributed, embedding
+    from lamae_jax import embedding
+    from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
     import jax
 

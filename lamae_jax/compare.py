@@ -166,11 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not variants:
         ap.error(f"--variants must be a comma list of {VARIANTS}, got {args.variants!r}")
 
-    from lamae_jax import distributed
+    from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
     import jax
 
-    from lamae_jax import eval_report, evaluate, trainer
+    from lamae_jax import eval_report, evaluate
+    from lamae_jax.train import loop as trainer
 
     out = pathlib.Path(args.out).expanduser()
     base = load_config(args.config)

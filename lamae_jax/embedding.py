@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from lamae_jax import sharding
+from lamae_jax.parallel import sharding
 
 
 def resolve_data_dir(workdir: str | os.PathLike, config: Any, override: str | None = None) -> str:
@@ -145,7 +145,8 @@ def embed_split(model, params, data_dir: str | os.PathLike, split: str, *,
 
 def load_model(workdir: str | os.PathLike, step: int | None = None, best: bool = False):
     """(model, params, config) of a training workdir."""
-    from lamae_jax import checkpoints, models
+    from lamae_jax import models
+    from lamae_jax.train import checkpoints
 
     params, config = checkpoints.restore_params(str(workdir), step=step, best=best)
     return models.build(config.model), params, config

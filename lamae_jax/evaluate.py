@@ -182,7 +182,7 @@ def _load_cache(path: pathlib.Path, data_dir: str) -> dict | None:
 
 def _step_of(workdir: str, step: int | None, best: bool) -> int:
     """The checkpoint step to evaluate: `step`, else the best (lowest val loss), else the latest."""
-    from lamae_jax import checkpoints
+    from lamae_jax.train import checkpoints
 
     checkpoints.load_config(workdir)  # a clear error when W is not a training workdir
     return checkpoints.resolve_step(workdir, step, best)
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1 or args.bootstrap < 0 or args.batch_size < 1:
         ap.error("--seeds and --batch-size must be >= 1, --bootstrap >= 0")
 
-    from lamae_jax import distributed
+    from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
     try:
         results = evaluate_workdir(args.workdir, data=args.data, step=args.step, best=not args.latest,

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64, help="records per host per step")
     args = ap.parse_args(argv)
 
-    from lamae_jax import distributed
+    from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
     import jax
 

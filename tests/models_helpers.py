@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from lamae_jax.losses import pretraining_loss
+from lamae_jax.models.losses import pretraining_loss
 from lamae_jax.models import build
 
 VARIANTS = ("latent", "none", "joint", "align")

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def workdir(tmp_path_factory):
     import base
 
-    from lamae_jax import trainer
+    from lamae_jax.train import loop as trainer
 
     root = tmp_path_factory.mktemp("e2e")
     data_dir = write_preprocessed(root / "pp", make_records(60, num_samples=T, seed=0), chunk_size=16)

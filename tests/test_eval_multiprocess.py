@@ -13,7 +13,7 @@ from preprocessed_fixture import make_records, write_preprocessed
 SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
-    from lamae_jax import distributed
+    from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
     import jax, ml_collections
     from lamae_jax import embedding

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lamae_jax.losses import lead_contrastive_loss, masked_patch_mse
+from lamae_jax.models.losses import lead_contrastive_loss, masked_patch_mse
 from lamae_jax.models import build, param_count, resolve
 from lamae_jax.models.masking import sample_masking
 from models_helpers import B, VARIANTS, batch, default_ids, fast_jit, jitted, model_config, rngs

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from configs.base import get_config
-from lamae_jax import checkpoints, synthetic_cache, trainer
+from lamae_jax.data.synthetic import cache as synthetic_cache
+from lamae_jax.train import checkpoints, state
+from lamae_jax.train import loop as trainer
 from tests.train_helpers import (EXACT, read_metrics, run_local_multiprocess, run_train, shared_cache,
                                  start_train, train_losses)
 
@@ -68,7 +70,7 @@ def test_override_typo_is_a_clear_error(tmp_path):
 
 
 def test_distributed_env_must_be_complete(monkeypatch):
-    from lamae_jax import distributed
+    from lamae_jax.parallel import distributed
     for k in ("SLURM_JOB_ID", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS"):
         monkeypatch.delenv(k, raising=False)
     assert distributed.maybe_initialize() is False  # single process: nothing to do
@@ -84,10 +86,10 @@ def test_distributed_env_must_be_complete(monkeypatch):
 def test_schedule_and_weight_decay_mask():
     c = get_config("smoke")
     c.total_steps, c.optim.warmup_steps, c.batch_size, c.optim.base_lr = 100, 10, 512, 1e-3
-    sched = trainer.make_schedule(c)
+    sched = state.make_schedule(c)
     assert float(sched(0)) == 0.0 and np.isclose(float(sched(10)), 2e-3)  # lr x 512 / 256
     assert float(sched(55)) < 2e-3 and np.isclose(float(sched(100)), 0.0, atol=1e-9)
-    mask = trainer._decay_mask({"dense": {"kernel": np.ones((2, 3)), "bias": np.ones(3)},
+    mask = state._decay_mask({"dense": {"kernel": np.ones((2, 3)), "bias": np.ones(3)},
                                 "norm": {"scale": np.ones(3)}, "mask_token": np.ones((1, 3))})
     assert mask == {"dense": {"kernel": True, "bias": False}, "norm": {"scale": False},
                     "mask_token": False}

@@ -123,7 +123,7 @@ def make_step(config):
     import jax.numpy as jnp
 
     try:  # only a missing trainer API falls back; an error inside the trainer propagates
-        from lamae_jax import trainer
+        from lamae_jax.train import loop as trainer
 
         build, opt, init, make, sched = (trainer.build_model, trainer.make_optimizer,
                                          trainer.init_train_state, trainer.make_train_step,

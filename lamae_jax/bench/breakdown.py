@@ -35,7 +35,7 @@ def breakdown(size: str, batch: int, cross_lead: str = "latent", dtype: str = "f
     import jax.numpy as jnp
     import optax
 
-    from lamae_jax import trainer
+    from lamae_jax.train import loop as trainer
     from lamae_jax.bench.bench_train import full_config, random_batch
     from lamae_jax.data.augment import augment
 
@@ -140,7 +140,7 @@ def op_time_by_category(size: str, batch: int, cross_lead: str = "latent", dtype
 
     import jax
 
-    from lamae_jax import trainer
+    from lamae_jax.train import loop as trainer
     from lamae_jax.bench.bench_train import full_config, random_batch
 
     config = full_config(size, cross_lead, dtype)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from lamae_jax.losses import masked_patch_mse
+from lamae_jax.models.losses import masked_patch_mse
 from lamae_jax.models import CROSS_LEAD, build, param_count
 
 

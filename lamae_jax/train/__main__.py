@@ -14,7 +14,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lamae_jax import distributed
+from lamae_jax.parallel import distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/base.py[:demo|smoke]",
                                           lock_config=True)
@@ -39,7 +39,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     distributed.maybe_initialize()  # before anything touches a device
-    from lamae_jax import trainer  # imports jax device code after initialisation
+    from lamae_jax.train import loop as trainer  # imports jax device code after initialisation
 
     logging.set_verbosity(logging.WARNING)
     try:

@@ -19,6 +19,8 @@ from absl import logging
 from grain.checkpoint import CheckpointRestore, CheckpointSave
 from orbax.checkpoint import checkpoint_managers as cm
 
+from lamae_jax.train import state as train_state
+
 VAL_METRIC = "val_loss"
 
 
@@ -123,22 +125,24 @@ def _resolve_step(mgr, workdir: str, step: int | None, best: bool) -> int:
 def restore_params(workdir: str, step: int | None = None, best: bool = False):
     """(params, config) of a training run, on the default device, for evaluation and export.
 
-    step=None: the latest checkpoint (best=True: the lowest validation loss instead).
+    Only the parameters are read (an Orbax partial restore): the optimizer moments, twice the
+    size of the parameters, never leave the disk. step=None: the latest checkpoint (best=True:
+    the lowest validation loss instead).
     """
-    from lamae_jax import trainer  # late import: trainer imports this module
-
     config = load_config(workdir)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                            train_state.abstract_params(config))
+    item = {"params": abstract}
     mgr = make_manager(workdir, read_only=True)
     try:
         step = _resolve_step(mgr, workdir, step, best)
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        abstract = trainer.abstract_train_state(config)
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                                abstract)
-        state, _ = restore(mgr, step, abstract, None)
+        restore_args = ocp.checkpoint_utils.construct_restore_args(item)
+        out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item=item, restore_args=restore_args, partial_restore=True)))
     finally:
         mgr.close()
-    return state.params, config
+    return out["state"]["params"], config
 
 
 class PreemptionWatcher:

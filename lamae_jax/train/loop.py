@@ -21,9 +21,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from lamae_jax import checkpoints, sharding
 from lamae_jax.data import augment
-from lamae_jax.metrics_writer import MetricsWriter, StepTimer
+from lamae_jax.parallel import sharding
+from lamae_jax.train import checkpoints
+from lamae_jax.train.metrics_writer import MetricsWriter, StepTimer
+from lamae_jax.train.state import (TrainState, abstract_train_state, build_model,  # noqa: F401
+                                   init_train_state, make_optimizer, make_schedule, peak_lr)
 from lamae_jax.models.sizes import CROSS_LEAD, SIZES
 
 
@@ -36,29 +39,16 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a non-finite loss, gradient or parameter; the run stops without saving."""
 
 
-@flax.struct.dataclass
-class TrainState:
-    step: jax.Array
-    params: Any
-    opt_state: Any
-    rng: jax.Array  # base PRNG key (uint32[2]); per-step keys are fold_in(rng, step)
-
-
 # ---------------------------------------------------------------- components (patchable in tests)
-def build_model(config: ml_collections.ConfigDict):
-    from lamae_jax import models
-    return models.build(config.model)
-
-
 def loss_fn(recon, target, loss_mask, norm_pix: bool):
     """Validation metric: reconstruction MSE on masked patches (comparable across variants)."""
-    from lamae_jax import losses
+    from lamae_jax.models import losses
     return losses.masked_patch_mse(recon, target, loss_mask, norm_pix=norm_pix)
 
 
 def objective_fn(recon, aux, config):
     """Training objective: the MSE plus the alignment term for cross_lead=align."""
-    from lamae_jax import losses
+    from lamae_jax.models import losses
     return losses.pretraining_loss(recon, aux, norm_pix=bool(config.model.norm_pix_loss),
                                    contrastive_weight=config.model.contrastive_weight,
                                    temperature=config.model.contrastive_temperature)
@@ -83,7 +73,7 @@ def make_eval_iterator(config: ml_collections.ConfigDict, data_dir: str):
 def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
     if config.data.root:
         return os.path.abspath(os.path.expanduser(config.data.root))
-    from lamae_jax import synthetic_cache
+    from lamae_jax.data.synthetic import cache as synthetic_cache
     return synthetic_cache.ensure_synthetic_dataset(config.data)
 
 
@@ -136,60 +126,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
 
-# ---------------------------------------------------------------- optimisation
-def peak_lr(config) -> float:
-    return config.optim.base_lr * config.batch_size / 256
-
-
-def make_schedule(config) -> optax.Schedule:
-    """Linear warmup 0 -> peak, then cosine to 0 at total_steps (a run shorter than warmup stays in it)."""
-    lr, warm = peak_lr(config), max(int(config.optim.warmup_steps), 0)
-    decay = max(int(config.total_steps) - warm, 1)
-    cosine = optax.cosine_decay_schedule(lr, decay)
-    if warm == 0:
-        return cosine
-    warmup = optax.linear_schedule(0.0, lr, warm)
-    return optax.join_schedules([warmup, cosine], [warm])
-
-
-def _decay_mask(params):
-    """Weight decay on matrices only: not on biases, norm scales, tokens or embeddings' 1-D params."""
-    def keep(path, x):
-        names = "/".join(str(getattr(k, "key", k)) for k in path).lower()
-        return x.ndim >= 2 and not any(s in names for s in ("norm", "bias", "token"))
-    return jax.tree_util.tree_map_with_path(keep, params)
-
-
-def make_optimizer(config) -> optax.GradientTransformation:
-    o = config.optim
-    return optax.chain(
-        optax.clip_by_global_norm(o.grad_clip),
-        optax.adamw(make_schedule(config), b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
-                    mask=_decay_mask))
-
-
 # ---------------------------------------------------------------- state and steps
-def _dummy_inputs(config, batch: int = 1):
-    signal = jnp.zeros((batch, config.model.num_leads, config.data.crop_samples), jnp.float32)
-    return signal, jnp.ones((batch, config.model.num_leads), bool)
-
-
-def init_train_state(config, model, tx) -> TrainState:
-    rng = jax.random.PRNGKey(config.seed)
-    k_params, k_mask, k_drop = jax.random.split(jax.random.fold_in(rng, 0), 3)
-    signal, lead_mask = _dummy_inputs(config)
-    variables = model.init({"params": k_params, "mask": k_mask, "dropout": k_drop},
-                           signal, lead_mask, train=True)
-    params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
-
-
-def abstract_train_state(config) -> TrainState:
-    """ShapeDtypeStruct tree of the train state (no memory, no shardings)."""
-    model, tx = build_model(config), make_optimizer(config)
-    return jax.eval_shape(functools.partial(init_train_state, config, model, tx))
-
-
 def _step_rngs(state: TrainState, stream: int):
     key = jax.random.fold_in(jax.random.fold_in(state.rng, stream), state.step)
     return dict(zip(("mask", "dropout"), jax.random.split(key)))
@@ -288,9 +225,9 @@ def _evaluate(config, state, eval_step, data_dir, mesh, writer, workdir, step):
     writer.write(step, {"val_loss": val_loss})
     writer.log(f"step {step}: val_loss {val_loss:.4f}")
     if writer.enabled and sample is not None:
-        from lamae_jax import plotting
+        from lamae_jax.train import recon_plots
         s = jax.device_get(sample)
-        plotting.plot_reconstruction(os.path.join(workdir, "plots", f"step_{step:07d}.png"),
+        recon_plots.plot_reconstruction(os.path.join(workdir, "plots", f"step_{step:07d}.png"),
                                      s["target"], s["recon"], s["patch_mask"], s["lead_mask"],
                                      title=f"step {step}  val_loss {val_loss:.4f}")
     return val_loss
