@@ -50,7 +50,7 @@ class Embedder:
                      data: str | None = None, batch_size: int = 32) -> Embedder:
         """Restores W's checkpoint (latest, `step`, or best) and its preprocessing parameters:
         W/preprocess_config.json if present, else the training data directory's."""
-        from lamae_jax import embedding
+        from lamae_jax.eval import embed as embedding
 
         model, params, config = embedding.load_model(workdir, step=step, best=best)
         own = pathlib.Path(workdir).expanduser() / "preprocess_config.json"

@@ -6,4 +6,4 @@
 set -euo pipefail
 OUT="${1:-runs/compare}"
 shift || true
-exec python -m lamae_jax.compare --out "$OUT" --config "${LAMAE_CONFIG:-configs/base.py:demo}" "$@"
+exec python -m lamae_jax.compare --out "$OUT" --config="${LAMAE_CONFIG:-configs/base.py:demo}" "$@"

@@ -19,6 +19,8 @@ LOADER_BATCH = 256  # configs/base.py's global batch: what one host's loader fee
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lamae_jax.bench", description=__doc__.split("\n\n")[1])
+    p.add_argument("--config", default="configs/base.py:paper",
+                   help="PATH[:variant] whose model and optimiser the train section times (relative to the cwd)")
     p.add_argument("--quick", action="store_true", help="small data and batches (< 15 min on 2 CPU cores)")
     p.add_argument("--json", metavar="OUT", help="also write every figure and raw result to this JSON file")
     p.add_argument("--sections", default=",".join(SECTIONS),
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
                 tmp, num_records=records, workers=sorted({1, workers}), measure=measure), "preprocess")
         if "train" in args.sections:
             log("train: one child process per configuration")
-            raw["train"] = _guard(lambda: bench_train.run_section(args.quick, args.gpu, log=log), "train")
+            raw["train"] = _guard(lambda: bench_train.run_section(args.quick, args.gpu, log=log, config=args.config), "train")
         data_dir = raw.get("preprocess", {}).get("data_dir")
         if "loader" in args.sections and data_dir:
             log(f"loader: 0 and {workers} workers")

@@ -105,7 +105,7 @@ def _ingest_bench(root: str, workers: int, chunk_size: int) -> dict | None:
     """The preprocessing engineer's bench_preprocessing (same child-process method), mapped to
     this module's run format; None when lamae_jax.data.ingest_bench is not there."""
     try:
-        from lamae_jax.data.ingest_bench import bench_preprocessing
+        from lamae_jax.bench.ingest import bench_preprocessing
     except ImportError:
         return None
     r = bench_preprocessing(root, workers=workers, chunk_size=chunk_size)

@@ -2,8 +2,7 @@
 
 Each configuration runs in a fresh child process (`python -m lamae_jax.bench.bench_train ARGS_JSON`)
 so that its peak RSS is its own and its device count (1 or 8 simulated CPU devices) is fixed before
-JAX starts. The step is the trainer's when it exposes one, else a minimal equivalent: masked-patch
-MSE on model.apply, optax AdamW with clipping, jax.jit with the state donated.
+JAX starts. The step is the trainer's own (`train.loop.make_train_step`), jitted with the state donated.
 """
 
 from __future__ import annotations
@@ -18,17 +17,15 @@ from typing import Any
 RESULT_TAG = "BENCH_TRAIN_RESULT "
 
 
-def full_config(size: str, cross_lead: str = "latent", dtype: str = "float32", **model_overrides):
-    """configs/base.py (the single source of defaults), resized for the benchmark; unlocked."""
-    import importlib.util
-    import pathlib
+DEFAULT_CONFIG = "configs/base.py:paper"
 
-    path = pathlib.Path(__file__).resolve().parents[2] / "configs" / "base.py"
-    spec = importlib.util.spec_from_file_location("_lamae_base_config", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cfg = mod.get_config("paper")
-    cfg.unlock()
+
+def full_config(size: str, cross_lead: str = "latent", dtype: str = "float32", *,
+                config: str = DEFAULT_CONFIG, **model_overrides):
+    """`config` (PATH[:variant], the single source of defaults), resized for the benchmark; unlocked."""
+    from lamae_jax.config_file import load_config
+
+    cfg = load_config(config)
     cfg.model.size, cfg.model.cross_lead, cfg.model.dtype = size, cross_lead, dtype
     for k, v in model_overrides.items():
         setattr(cfg.model, k, v)
@@ -89,66 +86,14 @@ def random_batch(batch_size: int, num_samples: int = 2500, seed: int = 0) -> dic
             "lead_mask": lead_mask}
 
 
-def _minimal_step(model, tx):
-    """Fallback when the trainer has no step factory: masked-patch MSE on model.apply, AdamW."""
-    import jax
-    import optax
-
-    from lamae_jax.data.augment import augment
-    from lamae_jax.losses import masked_patch_mse
-
-    def step(state, batch):
-        key = jax.random.fold_in(state["rng"], state["step"])
-        mask_rng, drop_rng = jax.random.split(key)
-
-        signal = augment(batch, key)  # int16 -> mV (no jitter or noise here)
-
-        def objective(params):
-            recon, aux = model.apply({"params": params}, signal, batch["lead_mask"],
-                                     train=True, rngs={"mask": mask_rng, "dropout": drop_rng})
-            return masked_patch_mse(recon, aux["target"], aux["loss_mask"])
-
-        loss, grads = jax.value_and_grad(objective)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        return dict(state, params=optax.apply_updates(state["params"], updates), opt_state=opt_state,
-                    step=state["step"] + 1), {"loss": loss}
-
-    return step
-
-
 def make_step(config):
-    """(step_fn(state, batch) -> (state, metrics), initial state, source): the trainer's own when
-    lamae_jax.trainer provides it (what training really runs), else the minimal equivalent."""
-    import jax
-    import jax.numpy as jnp
+    """(step_fn(state, batch) -> (state, metrics), initial state, source): the trainer's own step,
+    what training really runs."""
+    from lamae_jax.train import loop, state
 
-    try:  # only a missing trainer API falls back; an error inside the trainer propagates
-        from lamae_jax.train import loop as trainer
-
-        build, opt, init, make, sched = (trainer.build_model, trainer.make_optimizer,
-                                         trainer.init_train_state, trainer.make_train_step,
-                                         trainer.make_schedule)
-    except (ImportError, AttributeError):
-        build = None
-    if build is not None:
-        model, tx = build(config), opt(config)
-        return make(config, model, tx, sched(config)), init(config, model, tx), "trainer.make_train_step"
-    import optax
-
-    from lamae_jax.models import build as build_module
-
-    model = build_module(config.model)
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-4, b1=0.9, b2=0.95, weight_decay=0.05))
-    n, t = config.model.num_leads, config.data.crop_samples
-    k = jax.random.split(jax.random.key(config.seed), 4)
-    params = model.init({"params": k[0], "mask": k[1], "dropout": k[2]}, jnp.zeros((1, n, t)),
-                        jnp.ones((1, n), bool), train=True)["params"]
-    state = dict(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=k[3])
-    return _minimal_step(model, tx), state, "bench minimal step"
-
-
-def _params(state):
-    return state["params"] if isinstance(state, dict) else state.params
+    model, tx = state.build_model(config), state.make_optimizer(config)
+    step = loop.make_train_step(config, model, tx, state.make_schedule(config))
+    return step, state.init_train_state(config, model, tx), "train.loop.make_train_step"
 
 
 def _prepare(config, batch_size: int, num_devices: int | None, seed: int) -> dict:
@@ -196,7 +141,7 @@ def _result(config, p: dict, times: list[float], batch_size: int) -> dict:
     return {
         "size": m.size, "cross_lead": m.cross_lead, "dtype": m.dtype, "step_fn": p["source"],
         "batch": batch_size, "devices": len(p["devices"]), "platform": p["devices"][0].platform,
-        "params": int(param_count(_params(p["state"]))), "compile_s": p["compile_s"],
+        "params": int(param_count(p["state"].params)), "compile_s": p["compile_s"],
         "step_s": step_s, "step_s_min": float(min(times)), "steps_timed": len(times),
         "ecg_per_s": batch_size / step_s,
         "flops_per_step": flops, "flops_per_s": (flops / step_s) if flops else None,
@@ -321,11 +266,11 @@ def plan(quick: bool, gpu: bool) -> list[dict]:
     return [dict(r, dtype="float32", platform="cpu") for r in runs]
 
 
-def run_section(quick: bool, gpu: bool = False, log=print) -> dict:
+def run_section(quick: bool, gpu: bool = False, log=print, config: str = DEFAULT_CONFIG) -> dict:
     """Runs every planned configuration, each in its own child process."""
     models = []
     for spec in plan(quick, gpu):
-        spec = dict(spec)
+        spec = dict(spec, config=config)
         if spec["batch"] == "base":  # compare at the batch the latent base run settled on
             found = [m for m in models if m.get("size") == "base" and "error" not in m]
             spec["batch"] = found[0]["batch"] if found else 16
@@ -404,14 +349,14 @@ def figures(res: dict, peak_flops: float | None, gpu: bool = False) -> list:
 
 def _child_main(spec: dict) -> dict:
     cfg = full_config(spec["size"], spec.get("cross_lead", "latent"), spec.get("dtype", "float32"),
-                      **spec.get("overrides", {}))
+                      config=spec.get("config", DEFAULT_CONFIG), **spec.get("overrides", {}))
     kw: dict[str, Any] = dict(num_devices=spec.get("devices"), min_steps=spec.get("min_steps", 3),
                               min_seconds=spec.get("min_seconds", 2.0))
     if spec.get("max_batch_search"):
         return find_max_batch(cfg, spec["batch"], spec["max_batch_search"], **kw)
     if spec.get("paired_with"):
         other = full_config(spec["size"], spec["paired_with"], spec.get("dtype", "float32"),
-                            **spec.get("overrides", {}))
+                            config=spec.get("config", DEFAULT_CONFIG), **spec.get("overrides", {}))
         return measure_pair(other, cfg, spec["batch"], num_devices=kw["num_devices"],
                             min_rounds=spec.get("min_rounds", 2), min_seconds=kw["min_seconds"],
                             block=spec.get("block", 2))

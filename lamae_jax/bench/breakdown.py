@@ -30,7 +30,8 @@ def _time(fn, args, min_steps=3, min_seconds=1.0):
     return float(np.median(times)), cost_flops(compiled)
 
 
-def breakdown(size: str, batch: int, cross_lead: str = "latent", dtype: str = "float32") -> list[dict]:
+def breakdown(size: str, batch: int, cross_lead: str = "latent", dtype: str = "float32",
+              config_spec: str = "configs/base.py:paper") -> list[dict]:
     import jax
     import jax.numpy as jnp
     import optax
@@ -39,7 +40,7 @@ def breakdown(size: str, batch: int, cross_lead: str = "latent", dtype: str = "f
     from lamae_jax.bench.bench_train import full_config, random_batch
     from lamae_jax.data.augment import augment
 
-    config = full_config(size, cross_lead, dtype)
+    config = full_config(size, cross_lead, dtype, config=config_spec)
     model, tx = trainer.build_model(config), trainer.make_optimizer(config)
     state = trainer.init_train_state(config, model, tx)
     step = trainer.make_train_step(config, model, tx, trainer.make_schedule(config))
@@ -180,6 +181,7 @@ def op_time_by_category(size: str, batch: int, cross_lead: str = "latent", dtype
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lamae_jax.bench.breakdown", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default="configs/base.py:paper", help="PATH[:variant] (relative to the cwd)")
     p.add_argument("--size", default="small", choices=("tiny", "small", "base"))
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--cross-lead", default="latent", choices=("latent", "none", "joint"))
@@ -190,7 +192,7 @@ def main(argv=None) -> None:
     from lamae_jax.bench.peak import matmul_peak
 
     peak = matmul_peak()["flops_per_s"]
-    rows = breakdown(a.size, a.batch, a.cross_lead, a.dtype)
+    rows = breakdown(a.size, a.batch, a.cross_lead, a.dtype, a.config)
     total = rows[0]["seconds"]
     print(f"{a.size}/{a.cross_lead} batch {a.batch} {a.dtype}; matmul peak {peak / 1e9:.0f} GFLOP/s")
     print(f"{'part':28s} {'ms':>9s} {'% step':>7s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'of peak':>7s}")

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from absl import logging
 
-from lamae_jax import eval_metrics, probe
+from lamae_jax.eval import metrics as eval_metrics, probe
 
 
 def select_codes(vocabulary: Sequence[str], y_train: np.ndarray, y_test: np.ndarray,

@@ -3,7 +3,7 @@ augmentation, workers, and eval batches covering every record exactly once."""
 
 import numpy as np
 import pytest
-from preprocessed_fixture import make_records, write_preprocessed
+from tests.helpers.preprocessed import make_records, write_preprocessed
 
 from lamae_jax.data import PreprocessedECG
 from lamae_jax.data.augment import augment, to_mv

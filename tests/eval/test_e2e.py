@@ -1,35 +1,32 @@
 """End to end on a smoke-trained workdir: evaluate CLI, export CLI, Embedder.from_workdir."""
 
 import json
-import pathlib
-import sys
 
 import jax
 import numpy as np
 import pytest
-from preprocessed_fixture import make_records, write_preprocessed
 
-from lamae_jax import Embedder, embedding
+from lamae_jax import Embedder
+from lamae_jax.eval import embed as embedding
 from lamae_jax.data import PreprocessedECG
 from lamae_jax.data.signal import PreprocessParams, preprocess_signal
-from lamae_jax.evaluate import main as evaluate_main
-from lamae_jax.export import main as export_main
+from lamae_jax.eval.evaluate import main as evaluate_main
+from lamae_jax.eval.export import main as export_main
+from tests.helpers.preprocessed import make_records, write_preprocessed
+from tests.helpers.train import config
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "configs"))
 T = 500  # 2 s at 250 Hz keeps the smoke run cheap
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    import base
-
     from lamae_jax.train import loop as trainer
 
     root = tmp_path_factory.mktemp("e2e")
     data_dir = write_preprocessed(root / "pp", make_records(60, num_samples=T, seed=0), chunk_size=16)
     (data_dir / "preprocess_config.json").write_text(json.dumps(PreprocessParams(duration_s=2.0).to_dict()))
-    c = base.get_config("smoke")
+    c = config("smoke")
     c.data.root = str(data_dir)
     c.model.num_samples = T
     c.data.crop_samples = T

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lamae_jax import eval_metrics, probe
+from lamae_jax.eval import metrics as eval_metrics, probe
 
 
 def _data(seed, n=1200, d=16, v=5):

@@ -8,10 +8,19 @@ import pathlib
 import subprocess
 import sys
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SMOKE = "configs/base.py:smoke"
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+SMOKE = "configs/base.py:smoke"  # relative to REPO_ROOT, the cwd of every CLI run here
 # Deterministic data (no augmentation noise): runs with different process counts see equal batches.
 EXACT = ("--config.data.amplitude_jitter=0.0", "--config.data.noise_std_mv=0.0")
+
+
+def config(variant: str = "smoke", **overrides):
+    """configs/base.py:VARIANT through the package's one loader; overrides {'model.size': 'tiny'}
+    are type-checked like --config.KEY=VALUE."""
+    from lamae_jax.config_file import load_config
+
+    return load_config(f"{REPO_ROOT / 'configs' / 'base.py'}:{variant}",
+                       [f"--config.{k}={v}" for k, v in overrides.items()])
 
 
 def shared_cache(tmp_path_factory) -> str:

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Iterator
 
-from lamae_jax.data import ingest_workers as W
+from lamae_jax.data.ingest import workers as W
 from lamae_jax.data.labels import default_min_count, labels_json, load_label_table, vocabulary_from_counts
 from lamae_jax.data.signal import PreprocessParams
 
@@ -261,7 +261,7 @@ def _schedule(cfg, tasks, progress, stop_after_chunks, usage):
         return True
     ctx = multiprocessing.get_context("forkserver")
     # Workers fork from a server that has already imported numpy/scipy/flax: fast start-up.
-    ctx.set_forkserver_preload(["lamae_jax.data.ingest_workers"])
+    ctx.set_forkserver_preload(["lamae_jax.data.ingest.workers"])
     with cf.ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=W.init_worker,
                                 initargs=(os.getpid(),)) as pool:
         pending = set()

@@ -190,7 +190,7 @@ def test_make_figures_uses_the_higher_peak_and_survives_a_failed_section():
 
 
 def test_loader_section_on_a_small_preprocessed_dir(tmp_path):
-    from preprocessed_fixture import make_records, write_preprocessed
+    from tests.helpers.preprocessed import make_records, write_preprocessed
 
     data = write_preprocessed(tmp_path / "pp", make_records(40), chunk_size=8)
     res = bench_loader.run_section(str(data), batch_size=4, workers=[0], seconds=0.2)

@@ -4,7 +4,7 @@ import csv
 
 import numpy as np
 import pytest
-from preprocessed_fixture import VOCABULARY, make_records, write_preprocessed
+from tests.helpers.preprocessed import VOCABULARY, make_records, write_preprocessed
 
 from lamae_jax.data import PreprocessedECG, record_format
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lamae_jax import eval_metrics as m
+from lamae_jax.eval import metrics as m
 
 
 def _pairwise_auroc(s, y):

@@ -9,7 +9,7 @@ import pytest
 from lamae_jax.models.losses import lead_contrastive_loss, masked_patch_mse
 from lamae_jax.models import build, param_count, resolve
 from lamae_jax.models.masking import sample_masking
-from models_helpers import B, VARIANTS, batch, default_ids, fast_jit, jitted, model_config, rngs
+from tests.helpers.models import B, VARIANTS, batch, default_ids, fast_jit, jitted, model_config, rngs
 
 @pytest.mark.parametrize("cross_lead", VARIANTS)
 def test_shapes_and_finite_grads(cross_lead):

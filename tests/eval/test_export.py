@@ -6,9 +6,9 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from preprocessed_fixture import make_records, write_preprocessed
+from tests.helpers.preprocessed import make_records, write_preprocessed
 
-from lamae_jax import embedding, export
+from lamae_jax.eval import embed as embedding, export
 from lamae_jax.data import PreprocessedECG
 from lamae_jax.models import build
 

@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from preprocessed_fixture import make_records, write_preprocessed
+from tests.helpers.preprocessed import make_records, write_preprocessed
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent("""
     from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
     import jax, ml_collections
-    from lamae_jax import embedding
+    from lamae_jax.eval import embed as embedding
     from lamae_jax.models import build
     data_dir, out = sys.argv[1], sys.argv[2]
     model = build(ml_collections.ConfigDict(dict(size="tiny", cross_lead="latent", dtype="float32")))

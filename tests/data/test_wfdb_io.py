@@ -8,7 +8,7 @@ import pytest
 import wfdb
 
 from lamae_jax.data import wfdb_io
-from lamae_jax.data.ingest_bench import synthetic_ecg, write_mimic_record
+from lamae_jax.bench.ingest import synthetic_ecg, write_mimic_record
 from lamae_jax.data.wfdb_io import RecordError, read_record
 
 

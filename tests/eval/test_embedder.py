@@ -10,7 +10,7 @@ from lamae_jax import Embedder
 from lamae_jax.data import PreprocessedECG
 from lamae_jax.data.signal import PreprocessParams
 from lamae_jax.models import build
-from lamae_jax.preprocess import main as preprocess_main
+from lamae_jax.data.ingest.__main__ import main as preprocess_main
 
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 MIMIC_ORDER = [0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11]  # aVF before aVL on disk

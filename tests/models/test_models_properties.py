@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-from models_helpers import B, VARIANTS, batch, default_ids, jitted, rngs
+from tests.helpers.models import B, VARIANTS, batch, default_ids, jitted, rngs
 
 PERM = np.array([7, 2, 11, 0, 5, 9, 1, 3, 10, 4, 8, 6])
 

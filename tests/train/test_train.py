@@ -12,25 +12,24 @@ import jax
 import numpy as np
 import pytest
 
-from configs.base import get_config
 from lamae_jax.data.synthetic import cache as synthetic_cache
 from lamae_jax.train import checkpoints, state
 from lamae_jax.train import loop as trainer
-from tests.train_helpers import (EXACT, read_metrics, run_local_multiprocess, run_train, shared_cache,
+from tests.helpers.train import (EXACT, config, read_metrics, run_local_multiprocess, run_train, shared_cache,
                                  start_train, train_losses)
 
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     cache = shared_cache(tmp_path_factory)
-    c = get_config("smoke")
+    c = config("smoke")
     c.data.cache_dir = cache
     synthetic_cache.ensure_synthetic_dataset(c.data, verbose=False)
     return cache
 
 
 def smoke_config(cache_dir, **overrides):
-    c = get_config("smoke")
+    c = config("smoke")
     c.data.cache_dir = cache_dir
     for key, value in overrides.items():
         node = c
@@ -84,7 +83,7 @@ def test_distributed_env_must_be_complete(monkeypatch):
 
 
 def test_schedule_and_weight_decay_mask():
-    c = get_config("smoke")
+    c = config("smoke")
     c.total_steps, c.optim.warmup_steps, c.batch_size, c.optim.base_lr = 100, 10, 512, 1e-3
     sched = state.make_schedule(c)
     assert float(sched(0)) == 0.0 and np.isclose(float(sched(10)), 2e-3)  # lr x 512 / 256

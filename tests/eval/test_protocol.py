@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from lamae_jax import eval_metrics, eval_report, label_efficiency
-from lamae_jax.evaluate import write_reports
+from lamae_jax.eval import metrics as eval_metrics, protocol as label_efficiency, report as eval_report
+from lamae_jax.eval.evaluate import write_reports
 
 
 def _split(rng, n_subjects, w, first_subject):
@@ -106,7 +106,7 @@ def test_summarise_seeds_averages_replicates():
 
 
 def test_attention_average_ignores_absent_leads(tmp_path):
-    from lamae_jax import attention_plots
+    from lamae_jax.eval import attention as attention_plots
 
     att = np.array([[0.5, 0.5] + [0.0] * 10, [0.1] * 10 + [0.0, 0.0]])
     mask = np.array([[True, True] + [False] * 10, [True] * 10 + [False, False]])

@@ -1,13 +1,13 @@
 """The comparison table: paired bootstrap differences between variants, config overrides."""
 
-import pathlib
-
 import numpy as np
 import pytest
+from absl import flags
 
-from lamae_jax import compare, label_efficiency
+from lamae_jax.eval import compare, protocol as label_efficiency
+from tests.helpers.train import REPO_ROOT
 
-CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "base.py")
+CONFIG = str(REPO_ROOT / "configs" / "base.py")
 
 
 def _results(emb_noise, seed=0):
@@ -39,11 +39,27 @@ def test_paired_difference_favours_better_embeddings():
 
 
 def test_overrides_are_typed_and_checked():
-    c = compare.load_config(CONFIG + ":smoke")
-    compare.apply_overrides(c, ["model.num_latents=8", "optim.base_lr=0.01", "data.root=/x"])
+    from lamae_jax.compare import variant_configs
+
+    c = variant_configs(CONFIG + ":smoke", ["--config.model.num_latents=8", "--config.optim.base_lr=0.01",
+                                            "--config.data.root=/x"], ["none"], total_steps=5)["none"]
     assert c.model.num_latents == 8 and isinstance(c.model.num_latents, int)
     assert c.optim.base_lr == 0.01 and c.data.root == "/x"
-    with pytest.raises(ValueError, match="no such config field"):
-        compare.apply_overrides(c, ["model.num_latent=8"])
+    assert c.model.cross_lead == "none" and c.total_steps == 5
+    with pytest.raises(AttributeError, match="num_latents"):  # "did you mean"
+        variant_configs(CONFIG + ":smoke", ["--config.model.num_latent=8"], ["none"])
+    with pytest.raises(flags.IllegalFlagValueError):
+        variant_configs(CONFIG + ":smoke", ["--config.model.num_latents=many"], ["none"])
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        compare.apply_overrides(c, ["model.num_latents"])
+        variant_configs(CONFIG + ":smoke", ["model.num_latents=8"], ["none"])
+
+
+def test_compare_help_and_bad_override_exit_2(capsys):
+    from lamae_jax.compare import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "--config" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["--out", "/tmp/unused", f"--config={CONFIG}:smoke", "--config.total_stepz=3"])
+    assert e.value.code == 2 and "total_steps" in capsys.readouterr().err

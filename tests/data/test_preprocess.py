@@ -11,11 +11,11 @@ import pytest
 import wfdb
 from array_record.python.array_record_module import ArrayRecordReader
 
-from lamae_jax import preprocess
+from lamae_jax.data.ingest import __main__ as preprocess
 from lamae_jax.constants import MIMIC_LEADS
 from lamae_jax.data import record_format
 from lamae_jax.data.ingest import IngestConfig, run_ingest
-from lamae_jax.data.ingest_bench import write_mimic_record, write_wfdb_tree
+from lamae_jax.bench.ingest import write_mimic_record, write_wfdb_tree
 from lamae_jax.data.signal import QC_LEAD_FLAT, QC_NAN_INTERPOLATED, PreprocessParams, preprocess_signal
 
 OUTPUTS = ("manifest.csv", "labels.json", "report.json", "rejects.csv", "preprocess_config.json")

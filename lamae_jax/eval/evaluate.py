@@ -1,0 +1,234 @@
+"""`python -m lamae_jax.evaluate --workdir W`: frozen-encoder ICD-10 linear probing with label efficiency.
+
+Restores W's checkpoint (the lowest validation loss by default; --latest or --step N otherwise),
+embeds every record of train/val/test with no masking (sharded over all devices and hosts, each
+record once), then for each label fraction of training subjects and each seed fits the linear probe
+(L2 chosen on val) and scores test with a subject-level bootstrap. Writes
+  W/eval/results.json   summary[fraction].macro_auroc (+ CI, sd over seeds, AUPRC, per code),
+                        settings (one entry per fraction x seed), skipped draws, excluded codes
+  W/eval/results.md     the same as Markdown tables
+  W/eval/label_efficiency.png, W/eval/lead_attention.png (latent variant)
+Full fine-tuning is not implemented (linear probing only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from lamae_jax.eval import probe
+
+SPLITS = ("train", "val", "test")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"label fractions must be in (0, 1], got {text!r}")
+    return values
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def embed_all(model, params, data_dir: str, *, batch_size: int = 64) -> dict:
+    """{split: embed_split result} for train/val/test."""
+    from lamae_jax.eval import embed as embedding
+
+    out = {}
+    for split in SPLITS:
+        t0 = time.time()
+        out[split] = embedding.embed_split(model, params, data_dir, split, per_host_batch_size=batch_size)
+        print(f"embedded {split}: {out[split]['embeddings'].shape} in {time.time() - t0:.1f} s", flush=True)
+    return out
+
+
+def evaluate_embeddings(embedded: dict, data_dir: str, *, codes: str = "all",
+                        fractions: Sequence[float] = (0.01, 0.1, 1.0), seeds: int = 3,
+                        n_boot: int = 200, l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID) -> dict:
+    """The protocol on embeddings already computed (shared by evaluate and compare)."""
+    from lamae_jax.eval import protocol as label_efficiency
+    from lamae_jax.data.dataset import PreprocessedECG
+
+    ds = {s: PreprocessedECG(data_dir, s) for s in SPLITS}
+    vocab = list(ds["train"].vocabulary)
+    if not vocab:
+        raise ValueError(f"{data_dir}/labels.json has an empty vocabulary: there are no labels to probe "
+                         "(preprocess with a records_w_diag_icd10.csv label file)")
+    labels = {s: ds[s].label_matrix() for s in SPLITS}
+    subjects = {s: np.asarray(ds[s].manifest["subject_id"], np.int64) for s in SPLITS}
+    subset = None
+    if codes == "salient":
+        subset = ds["train"].labels_info.get("salient") or []
+        if not subset:
+            raise ValueError(f"{data_dir}/labels.json lists no ECG-salient codes in its vocabulary")
+    elif codes != "all":
+        raise ValueError(f"--codes must be 'all' or 'salient', got {codes!r}")
+    keep, dropped = label_efficiency.select_codes(vocab, labels["train"], labels["test"], subset)
+    if not keep:
+        reasons = {}
+        for why in dropped.values():
+            reasons[why] = reasons.get(why, 0) + 1
+        raise ValueError(f"no code can be evaluated in {data_dir}: of {len(vocab)} codes, "
+                         + "; ".join(f"{n} {why}" for why, n in reasons.items())
+                         + " (a larger dataset or --codes all may help)")
+    names = [vocab[j] for j in keep]
+    emb = {s: embedded[s]["embeddings"] for s in SPLITS}
+    results = label_efficiency.run(emb, {s: labels[s][:, keep] for s in SPLITS}, subjects, names,
+                                   fractions=fractions, seeds=seeds, n_boot=n_boot, l2_grid=l2_grid)
+    results["excluded_codes"] = dropped
+    return results
+
+
+def write_reports(results: dict, out_dir: pathlib.Path, embedded: dict | None = None,
+                  data_dir: str | None = None, title: str = "") -> None:
+    from lamae_jax.eval import report as eval_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if embedded is not None and data_dir is not None:
+        att = embedded["test"]["lead_attention"]
+        if np.isfinite(att).any():
+            from lamae_jax.eval import attention as attention_plots
+            from lamae_jax.data.dataset import PreprocessedECG
+
+            ds = PreprocessedECG(data_dir, "test")
+            results["lead_attention"] = attention_plots.plot_lead_attention(
+                att, out_dir / "lead_attention.png", lead_mask=ds.manifest["lead_mask"],
+                labels=ds.label_matrix(), code_names=ds.vocabulary,
+                title="Per-lead latent attention, test split")
+    tmp = out_dir / "results.json.tmp"
+    tmp.write_text(json.dumps({k: v for k, v in results.items() if k != "replicates"}, indent=1,
+                              default=_json_default))
+    os.replace(tmp, out_dir / "results.json")
+    (out_dir / "results.md").write_text(eval_report.markdown(results, title or "Linear probe"))
+    eval_report.plot_label_efficiency({results.get("meta", {}).get("cross_lead", "model"):
+                                       results["summary"]}, out_dir / "label_efficiency.png")
+
+
+def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None = None,
+                     best: bool = True, codes: str = "all", fractions=(0.01, 0.1, 1.0), seeds: int = 3,
+                     n_boot: int = 200, batch_size: int = 64, out_dir: str | None = None,
+                     cache_embeddings: bool = True) -> dict:
+    """Everything the CLI does; returns the results dict (written by process 0 only).
+
+    Embeddings are cached in W/embeddings/ per (step, data dir): re-probing with other codes or
+    fractions does not re-embed."""
+    import jax
+
+    from lamae_jax import models
+    from lamae_jax.eval import embed as embedding
+
+    used_step = _step_of(workdir, step, best)
+    model, params, config = embedding.load_model(workdir, step=used_step)
+    data_dir = embedding.resolve_data_dir(workdir, config, data)
+    cache = _cache_path(workdir, used_step, data_dir) if cache_embeddings else None
+    embedded = _load_cache(cache, data_dir) if cache else None
+    if embedded is None:
+        embedded = embed_all(model, params, data_dir, batch_size=batch_size)
+        if cache and jax.process_index() == 0:
+            from lamae_jax.eval.export import write_npz_atomic
+            write_npz_atomic(cache, {f"{s}_{k}": v for s in SPLITS for k, v in embedded[s].items()})
+    else:
+        print(f"using cached embeddings {cache}", flush=True)
+    if jax.process_index() != 0:
+        return {}
+    results = evaluate_embeddings(embedded, data_dir, codes=codes, fractions=fractions, seeds=seeds,
+                                  n_boot=n_boot)
+    results["meta"] = {"workdir": str(workdir), "data_dir": str(data_dir), "step": used_step,
+                       "cross_lead": config.model.cross_lead, "size": config.model.size, "codes": codes,
+                       "n_boot": n_boot, "seeds": seeds, "fractions": list(fractions),
+                       "embedding_dim": int(embedded["test"]["embeddings"].shape[1]),
+                       "num_params": models.param_count(params), "finetune": "not implemented"}
+    out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir).expanduser() / "eval"
+    write_reports(results, out, embedded, data_dir,
+                  title=f"Linear probe: {config.model.cross_lead} ({config.model.size})")
+    return results
+
+
+def _cache_path(workdir: str, step: int, data_dir: str) -> pathlib.Path:
+    import hashlib
+
+    tag = hashlib.sha1(os.path.abspath(data_dir).encode()).hexdigest()[:10]
+    return pathlib.Path(workdir).expanduser() / "embeddings" / f"step{step}-{tag}.npz"
+
+
+def _load_cache(path: pathlib.Path, data_dir: str) -> dict | None:
+    """The cached embeddings if they still match the data's record counts, else None."""
+    from lamae_jax.data.dataset import PreprocessedECG
+
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        out = {s: {k[len(s) + 1:]: z[k] for k in z.files if k.startswith(s + "_")} for s in SPLITS}
+    for s in SPLITS:
+        if out[s].get("embeddings") is None or len(out[s]["embeddings"]) != len(PreprocessedECG(data_dir, s)):
+            return None
+    return out
+
+
+def _step_of(workdir: str, step: int | None, best: bool) -> int:
+    """The checkpoint step to evaluate: `step`, else the best (lowest val loss), else the latest."""
+    from lamae_jax.train import checkpoints
+
+    checkpoints.load_config(workdir)  # a clear error when W is not a training workdir
+    return checkpoints.resolve_step(workdir, step, best)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lamae_jax.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
+    ap.add_argument("--data", default=None, help="preprocessed directory (default: the training data)")
+    ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: best, else latest)")
+    ap.add_argument("--latest", action="store_true", help="use the latest checkpoint instead of the best")
+    ap.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0],
+                    help="fractions of training subjects with labels (default 0.01,0.1,1.0)")
+    ap.add_argument("--codes", choices=("all", "salient"), default="all")
+    ap.add_argument("--seeds", type=int, default=3, help="subsampling seeds per fraction < 1")
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the CIs")
+    ap.add_argument("--batch-size", type=int, default=64, help="records per host per embedding step")
+    ap.add_argument("--out", default=None, help="output folder (default W/eval)")
+    ap.add_argument("--no-cache", action="store_true", help="re-embed even if W/embeddings/ has them")
+    args = ap.parse_args(argv)
+    if args.seeds < 1 or args.bootstrap < 0 or args.batch_size < 1:
+        ap.error("--seeds and --batch-size must be >= 1, --bootstrap >= 0")
+
+    from lamae_jax.parallel import distributed
+    distributed.maybe_initialize()
+    try:
+        results = evaluate_workdir(args.workdir, data=args.data, step=args.step, best=not args.latest,
+                                   codes=args.codes, fractions=args.label_fractions, seeds=args.seeds,
+                                   n_boot=args.bootstrap, batch_size=args.batch_size, out_dir=args.out,
+                                   cache_embeddings=not args.no_cache)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if results:
+        out = args.out or os.path.join(args.workdir, "eval")
+        print(f"wrote {out}/results.json, results.md, label_efficiency.png")
+        for key, s in results["summary"].items():
+            if s.get("n_seeds"):
+                print(f"  fraction {key}: macro AUROC {s['macro_auroc']:.4f} "
+                      f"[{s['macro_auroc_ci'][0]:.4f}, {s['macro_auroc_ci'][1]:.4f}] over {s['n_seeds']} seed(s)")
+            else:
+                print(f"  fraction {key}: skipped ({s.get('note')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
