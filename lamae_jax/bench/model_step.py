@@ -1,7 +1,7 @@
 """Parameter counts and CPU/GPU forward+backward step time of the model variants.
 
-    python -m lamae_jax.models.benchmark --sizes=tiny,small,base --params_only
-    python -m lamae_jax.models.benchmark --sizes=small --batch=32 --steps=5
+    python -m lamae_jax.bench.model_step --sizes=tiny,small,base --params_only
+    python -m lamae_jax.bench.model_step --sizes=small --batch=32 --steps=5
 """
 
 from __future__ import annotations

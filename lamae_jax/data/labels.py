@@ -1,6 +1,6 @@
 """ICD-10 labels from MIMIC-IV-ECG-Ext-ICD (`records_w_diag_icd10.csv`).
 
-The reference "5A" label set (DESIGN.md §2): truncate each code to 5 characters, strip trailing
+The reference "5A" label set (the MIMIC-IV-ECG-Ext-ICD labelling): truncate each code to 5 characters, strip trailing
 'X' placeholders, add every ancestor prefix of length >= 3, keep codes with >= min_count positives
 among TRAIN records. Cells are Python-literal lists ("['I10', 'E785']"), parsed with
 ast.literal_eval, never eval. The label table is read row-wise and kept as study_id -> compact
