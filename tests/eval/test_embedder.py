@@ -41,7 +41,7 @@ def setup(tmp_path_factory):
     x = np.zeros((1, 12, 2500), np.float32)
     params = jax.jit(lambda r: model.init(r, x, np.ones((1, 12), bool), train=True))(
         {"params": jax.random.key(0), "mask": jax.random.key(1), "dropout": jax.random.key(2)})["params"]
-    from lamae_jax.embedding import load_preprocess_params
+    from lamae_jax.eval.embed import load_preprocess_params
 
     embedder = Embedder(model, params, load_preprocess_params(pp))
     return raw_dir, pp, model, params, embedder
