@@ -122,6 +122,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         elif not os.path.exists(os.path.join(root, "manifest.csv")):
             problems.append(f"config.data.root={config.data.root!r} has no manifest.csv: it is not a "
                             f"preprocessed dataset (run `python -m lamae_jax.preprocess` first)")
+        else:
+            import csv
+
+            with open(os.path.join(root, "manifest.csv"), newline="", encoding="utf-8") as f:
+                n_train = sum(row.get("split") == "train" for row in csv.DictReader(f))
+            if n_train < n_proc:
+                problems.append(
+                    f"config.data.root={config.data.root!r}: split 'train' has {n_train} record(s), fewer "
+                    f"than the {n_proc} process(es): preprocess a directory whose records are assigned "
+                    f"to the train split (manifest.csv column `split`), or point --config.data.root "
+                    f"elsewhere ('' = embedded synthetic data)")
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 

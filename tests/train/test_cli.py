@@ -31,3 +31,13 @@ def test_print_config_and_plain_text_typo():
     assert ("unknown field 'totl_steps'. Did you mean \"total_steps\" instead of \"totl_steps\"?"
             in r.stderr), r.stderr
     assert "\\n" not in r.stderr and "\\'" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_empty_train_split_is_a_startup_error(tmp_path):
+    data = tmp_path / "pp"
+    data.mkdir()
+    (data / "manifest.csv").write_text("study_id,subject_id,split\n1,1,val\n2,2,test\n")
+    r = _train(f"--config={SMOKE}", f"--workdir={tmp_path / 'w'}", f"--config.data.root={data}")
+    assert r.returncode == 2, r.stderr
+    assert "split 'train' has 0 record(s), fewer than the 1 process(es)" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
