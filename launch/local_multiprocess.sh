@@ -29,7 +29,7 @@ for ((i = 0; i < NUM_PROCESSES; i++)); do
   else
     out=/dev/stdout
   fi
-  JAX_PLATFORMS=cpu JAX_NUM_CPU_DEVICES="$DEVICES_PER_PROCESS" \
+  JAX_PLATFORMS=cpu JAX_NUM_CPU_DEVICES="$DEVICES_PER_PROCESS" LAMAE_JAX_DISTRIBUTED=1 \
   LAMAE_COORDINATOR="localhost:$PORT" LAMAE_NUM_PROCESSES="$NUM_PROCESSES" LAMAE_PROCESS_ID="$i" \
     "$PYTHON" -m lamae_jax.train "$@" >"$out" 2>&1 &
   pids+=($!)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Pretrain on a Cloud TPU pod slice: the same command runs on every worker (--worker=all);
-# jax.distributed.initialize() auto-detects the slice, so no coordinator flags are needed.
+# Pretrain on a Cloud TPU pod slice: the same command runs on every worker (--worker=all).
+# LAMAE_JAX_DISTRIBUTED=1 makes every worker call jax.distributed.initialize(), which finds the slice
+# through the GCE metadata server (an ssh shell has no TPU_WORKER_HOSTNAMES); if it cannot, the
+# run stops with an error instead of training one model per worker.
 #
 #   TPU_NAME=my-v5p-64 ZONE=us-east5-a WORKDIR=gs://my-bucket/runs/lamae \
 #   DATA_ROOT=gs://my-bucket/mimic_shards launch/tpu_pod.sh [--config.total_steps=200000 ...]
@@ -17,5 +19,5 @@ VENV="${VENV:-.venv}"
 extra=$(printf ' %q' "$@")
 
 gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" ${PROJECT:+--project="$PROJECT"} --worker=all \
-  --command="cd $REPO_DIR && . $VENV/bin/activate && python -m lamae_jax.train \
+  --command="cd $REPO_DIR && . $VENV/bin/activate && LAMAE_JAX_DISTRIBUTED=1 python -m lamae_jax.train \
     --config=$CONFIG --config.data.root=$DATA_ROOT --workdir=$WORKDIR $extra"

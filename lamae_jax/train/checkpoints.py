@@ -168,11 +168,18 @@ class PreemptionWatcher:
         if self._flag:
             return True
         if self._multi:
+            # Without a jax.distributed client reached_preemption_sync_point returns False forever
+            # (and raises without the preemption service): a preemption would go unnoticed.
+            from jax.experimental import multihost_utils
             try:
-                from jax.experimental import multihost_utils
+                if not jax.distributed.is_initialized():
+                    raise RuntimeError("jax.distributed is not initialised (no client)")
                 self._flag = bool(multihost_utils.reached_preemption_sync_point(step))
-            except (RuntimeError, AttributeError):  # no preemption service on this platform
-                return False
+            except RuntimeError as e:
+                raise RuntimeError(
+                    f"preemption check failed on process {jax.process_index()}/"
+                    f"{jax.process_count()}: {e}. Start multi-process runs through "
+                    f"lamae_jax.parallel.distributed.maybe_initialize (LAMAE_JAX_DISTRIBUTED=1)") from e
         return self._flag
 
     def close(self) -> None:

@@ -43,15 +43,17 @@ def train_env(cache_dir, devices: int = 1, **extra) -> dict:
     return env
 
 
-def run_train(workdir, cache_dir, *overrides, devices: int = 1, timeout: float = 300):
+def run_train(workdir, cache_dir, *overrides, devices: int = 1, timeout: float = 300,
+              extra_env: dict | None = None):
     return subprocess.run(train_cmd(workdir, cache_dir, *overrides), cwd=REPO_ROOT,
-                          env=train_env(cache_dir, devices),
+                          env=train_env(cache_dir, devices, **(extra_env or {})),
                           capture_output=True, text=True, timeout=timeout)
 
 
-def start_train(workdir, cache_dir, *overrides, devices: int = 1) -> subprocess.Popen:
+def start_train(workdir, cache_dir, *overrides, devices: int = 1,
+                extra_env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(train_cmd(workdir, cache_dir, *overrides), cwd=REPO_ROOT,
-                            env=train_env(cache_dir, devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=train_env(cache_dir, devices, **(extra_env or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
 
