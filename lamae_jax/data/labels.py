@@ -94,6 +94,36 @@ def hash_split(subject_id: int, val_frac: float = 0.05, test_frac: float = 0.05)
     return "train"
 
 
+def _subject_unit(subject_id: int) -> float:
+    h = int.from_bytes(hashlib.sha256(b"lamae-split:%d" % int(subject_id)).digest()[:8], "big")
+    return h / 2.0**64
+
+
+def kfold_of(subject_id: int, folds: int) -> int:
+    """Fold 0..folds-1 of a subject for K-fold cross-validation (the same sha256 as hash_split)."""
+    return min(folds - 1, int(_subject_unit(subject_id) * folds))
+
+
+def split_of_kfold(fold: int, folds: int, test_fold: int | None = None) -> str:
+    """The split of `fold` when `test_fold` (default the last, folds-1) is the test fold: the fold
+    before it (cyclically) is validation, the rest train. Cross-validation rotates test_fold over
+    0..folds-1; the manifest's `split` column is the default rotation."""
+    if folds < 3:
+        raise ValueError(f"K-fold splits need folds >= 3 (train, val, test), got {folds}")
+    test_fold = folds - 1 if test_fold is None else test_fold
+    if fold == test_fold:
+        return "test"
+    return "val" if fold == (test_fold - 1) % folds else "train"
+
+
+def assign_split(subject_id: int, folds: int | None = None) -> tuple[str, int | None]:
+    """(split, fold) of a subject without a given split: hash_split, or K-fold when folds is set."""
+    if folds:
+        fold = kfold_of(subject_id, folds)
+        return split_of_kfold(fold, folds), fold
+    return hash_split(subject_id), None
+
+
 @dataclasses.dataclass
 class LabelTable:
     """study_id -> '|'-joined expanded codes, subject_id -> fold; built by load_label_table."""
@@ -170,13 +200,20 @@ def default_min_count(num_train: int) -> int:
 
 
 def labels_json(column: str | None, vocab: list[str], counts: dict[str, int], min_count: int,
-                truncate: int | None, expand_ancestors: bool) -> dict:
+                truncate: int | None, expand_ancestors: bool, label_format: str | None = None,
+                groups: dict | None = None, names: dict | None = None, salient: list | None = None) -> dict:
+    """labels.json. `groups` (task -> vocabulary entries, see data/tasks.py) defaults to MIMIC's
+    {'all', 'salient'}; `names` maps entries to readable names where the codes are opaque."""
+    salient = [c for c in vocab if is_salient(c)] if salient is None else salient
     return {
+        "format": label_format,
         "column": column,
         "vocabulary": vocab,
         "train_counts": counts,
         "min_count": min_count,
-        "salient": [c for c in vocab if is_salient(c)],
+        "salient": salient,
         "truncate": truncate,
         "expand_ancestors": expand_ancestors,
+        "groups": groups if groups is not None else {"all": list(vocab), "salient": salient},
+        "names": names or {},
     }
