@@ -19,13 +19,14 @@ from absl import logging
 from grain.checkpoint import CheckpointRestore, CheckpointSave
 from orbax.checkpoint import checkpoint_managers as cm
 
+from lamae_jax import paths
 from lamae_jax.train import state as train_state
 
 VAL_METRIC = "val_loss"
 
 
 def checkpoint_dir(workdir: str) -> str:
-    return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
+    return paths.join(workdir, "checkpoints")  # local (made absolute) or gs://...
 
 
 def _val_metric(metrics) -> float:
@@ -88,17 +89,16 @@ def best_step(mgr: ocp.CheckpointManager) -> int | None:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(os.path.expanduser(workdir), "config.json")
-    if not os.path.exists(path):
+    path = paths.join(workdir, "config.json")
+    if not paths.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir!r} a lamae_jax training workdir?")
-    with open(path, encoding="utf-8") as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(paths.read_text(path)))
 
 
 def resolve_step(workdir: str, step: int | None = None, best: bool = False) -> int:
     """The checkpoint step to use: `step`, else the lowest validation loss (best=True), else the
     latest; FileNotFoundError naming the directory when there is none."""
-    if not os.path.isdir(checkpoint_dir(workdir)):
+    if not paths.isdir(checkpoint_dir(workdir)):
         raise FileNotFoundError(f"no checkpoints in {checkpoint_dir(workdir)}")
     mgr = make_manager(workdir, read_only=True)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import time
 from typing import Any
 
@@ -21,6 +20,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from lamae_jax import paths
 from lamae_jax.data import augment
 from lamae_jax.parallel import sharding
 from lamae_jax.train import checkpoints
@@ -72,7 +72,7 @@ def make_eval_iterator(config: ml_collections.ConfigDict, data_dir: str):
 
 def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
     if config.data.root:
-        return os.path.abspath(os.path.expanduser(config.data.root))
+        return paths.normalize(config.data.root)
     from lamae_jax.data.synthetic import cache as synthetic_cache
     return synthetic_cache.ensure_synthetic_dataset(config.data)
 
@@ -113,7 +113,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.data.crop_samples % p or config.data.crop_samples > config.model.num_samples:
         problems.append(f"config.data.crop_samples={config.data.crop_samples} must be a multiple of "
                         f"model.patch_size={p} and <= model.num_samples={config.model.num_samples}")
-    if config.data.root:
+    if config.data.root and paths.is_uri(config.data.root):
+        problems.append(f"config.data.root={config.data.root!r}: shards are read from local paths "
+                        f"only (ArrayRecord); mount the bucket (gcsfuse) on every host and point "
+                        f"--config.data.root at the mount. The workdir may be gs://")
+    elif config.data.root:
         root = os.path.expanduser(config.data.root)
         if not os.path.isdir(root):
             problems.append(f"config.data.root={config.data.root!r} does not exist: point it at a "
@@ -197,26 +201,22 @@ def _write_config(config, workdir: str, data_dir: str) -> None:
     """W/config.json (resolved) lets evaluation rebuild the model; refuse a different model on resume."""
     resolved = config.to_dict()
     resolved["data"]["root"] = data_dir
-    path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
+    path = paths.join(workdir, "config.json")
+    if paths.exists(path):
+        old = json.loads(paths.read_text(path))
         if old.get("model") != resolved["model"]:
             diff = {k: (old.get("model", {}).get(k), v) for k, v in resolved["model"].items()
                     if old.get("model", {}).get(k) != v}
             raise ConfigError(f"{workdir} holds a run with a different model config {diff} "
                               f"(old, new): use a new --workdir or the same model settings")
-    if jax.process_index() == 0:
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(resolved, f, indent=2, sort_keys=True)
-        os.replace(path + ".tmp", path)
-        with open(os.path.join(workdir, "data_dir.txt"), "w", encoding="utf-8") as f:
-            f.write(data_dir + "\n")
+    if jax.process_index() == 0:  # through epath: the workdir may be gs://
+        paths.write_text(path, json.dumps(resolved, indent=2, sort_keys=True))
+        paths.write_text(paths.join(workdir, "data_dir.txt"), data_dir + "\n")
         # The model ships with its preprocessing: Embedder.from_workdir needs no data directory.
-        pre, own = os.path.join(data_dir, "preprocess_config.json"), os.path.join(workdir, "preprocess_config.json")
-        if os.path.isfile(pre) and not os.path.exists(own):
-            shutil.copyfile(pre, own + ".tmp")
-            os.replace(own + ".tmp", own)
+        pre = paths.join(data_dir, "preprocess_config.json")
+        own = paths.join(workdir, "preprocess_config.json")
+        if paths.isfile(pre) and not paths.exists(own):
+            paths.copy_file(pre, own)
 
 
 def _evaluate(config, state, eval_step, data_dir, mesh, writer, workdir, step):
@@ -263,8 +263,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     summary: {'step', 'preempted', 'val_loss', 'final_loss', 'data_dir'}.
     """
     validate_config(config)
-    workdir = os.path.abspath(os.path.expanduser(workdir))
-    os.makedirs(workdir, exist_ok=True)
+    workdir = paths.normalize(workdir)  # absolute local path, or a gs://... URI kept as is
+    paths.makedirs(workdir)
     data_dir = resolve_data_dir(config)
     _write_config(config, workdir, data_dir)
 

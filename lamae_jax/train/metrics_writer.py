@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from typing import Any, TextIO
+
+from lamae_jax import paths
 
 
 def _jsonable(v: Any) -> Any:
@@ -40,38 +41,47 @@ class MetricsWriter:
         self.stream = stream or sys.stdout
         self._tb = None
         self._file = None
+        self._lines = None
         if not enabled:
             return
-        os.makedirs(workdir, exist_ok=True)
-        path = os.path.join(workdir, "metrics.jsonl")
-        self._truncate_after(path, resume_step)
-        self._file = open(path, "a", encoding="utf-8")
+        paths.makedirs(workdir)
+        self._path = paths.join(workdir, "metrics.jsonl")
+        kept = self._truncate_after(self._path, resume_step)
+        # A remote workdir (gs://) cannot append: the whole file is rewritten at each write
+        # (one line per log step: a few hundred KB over a long run).
+        self._lines = kept if paths.is_uri(workdir) else None
+        if self._lines is None:
+            self._file = open(self._path, "a", encoding="utf-8")
         from tensorboardX import SummaryWriter  # imported lazily: only process 0 needs it
-        self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+        self._tb = SummaryWriter(paths.join(workdir, "tb"))  # tensorboardX writes gs:// itself
 
     @staticmethod
-    def _truncate_after(path: str, step: int) -> None:
-        """After a resume, drop lines of steps the restored checkpoint has not seen (no duplicates)."""
-        if not os.path.exists(path):
-            return
-        with open(path, encoding="utf-8") as f:
-            lines = f.readlines()
+    def _truncate_after(path: str, step: int) -> list[str]:
+        """After a resume, drop lines of steps the restored checkpoint has not seen (no duplicates);
+        returns the kept lines."""
+        if not paths.exists(path):
+            return []
         kept = []
-        for line in lines:
+        for line in paths.read_text(path).splitlines(keepends=True):
             try:
                 if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
+                    kept.append(line if line.endswith("\n") else line + "\n")
             except json.JSONDecodeError:
                 continue  # a line cut by kill -9
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(kept)
+        paths.write_text(path, "".join(kept))
+        return kept
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
         record = {"step": int(step), **{k: _jsonable(v) for k, v in metrics.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        line = json.dumps(record) + "\n"
+        if self._lines is not None:
+            self._lines.append(line)
+            paths.write_text(self._path, "".join(self._lines))
+        else:
+            self._file.write(line)
+            self._file.flush()
         for k, v in record.items():
             if k != "step" and isinstance(v, (int, float)):
                 self._tb.add_scalar(k, v, step)

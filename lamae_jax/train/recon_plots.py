@@ -5,6 +5,7 @@ Saved at each validation so a researcher can see what the MAE has learnt, not on
 
 from __future__ import annotations
 
+import io
 import os
 
 import matplotlib
@@ -13,6 +14,7 @@ matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lamae_jax import paths  # noqa: E402
 from lamae_jax.constants import LEADS, TARGET_FS  # noqa: E402
 
 
@@ -43,7 +45,9 @@ def plot_reconstruction(path: str, target: np.ndarray, recon: np.ndarray, patch_
         ax.set_xlabel("s", fontsize=7)
     fig.suptitle(title or "masked patches (shaded) and reconstructions", fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=80)
+    buf = io.BytesIO()  # through epath: the workdir may be gs://
+    fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
+    paths.makedirs(os.path.dirname(path) or ".")
+    paths.write_bytes(path, buf.getvalue())
     return path
