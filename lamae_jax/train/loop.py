@@ -197,10 +197,41 @@ def make_eval_step(config, model):
 
 
 # ---------------------------------------------------------------- the run
+# What a resumed run must share with the saved one: the Grain iterator position in the checkpoint
+# only means the same thing for the same loader (batch, seed, crop, workers, hosts, data).
+RESUME_FIELDS = (("batch_size",), ("data", "num_workers"), ("data", "shuffle_seed"),
+                 ("data", "crop_samples"), ("data", "root"))
+
+
+def _has_checkpoint(workdir: str) -> bool:
+    d = paths.as_path(checkpoints.checkpoint_dir(workdir))
+    return d.is_dir() and any(c.name.isdigit() for c in d.iterdir())
+
+
+def _resume_mismatches(old: dict, new: dict) -> list[str]:
+    out = []
+    for key in RESUME_FIELDS:
+        a, b = old, new
+        for k in key:
+            a, b = (a or {}).get(k), (b or {}).get(k)
+        if a is not None and a != b:
+            name = "config." + ".".join(key)
+            what = "data directory (resolved)" if key == ("data", "root") else "value"
+            out.append(f"--{name}={b!r} differs from the saved run's {a!r} ({what})")
+    a, b = old.get("runtime", {}).get("process_count"), new["runtime"]["process_count"]
+    if a is not None and a != b:
+        out.append(f"{b} process(es) (hosts, jax.process_count()) differ from the saved run's {a}: "
+                   f"restart on {a} host(s)")
+    return out
+
+
 def _write_config(config, workdir: str, data_dir: str) -> None:
-    """W/config.json (resolved) lets evaluation rebuild the model; refuse a different model on resume."""
+    """W/config.json (resolved) lets evaluation rebuild the model. On resume (a checkpoint exists)
+    refuse a different model, and a different batch size, loader, data directory or host count,
+    naming the flag (ConfigError, exit 2)."""
     resolved = config.to_dict()
     resolved["data"]["root"] = data_dir
+    resolved["runtime"] = {"process_count": jax.process_count(), "device_count": jax.device_count()}
     path = paths.join(workdir, "config.json")
     if paths.exists(path):
         old = json.loads(paths.read_text(path))
@@ -209,6 +240,11 @@ def _write_config(config, workdir: str, data_dir: str) -> None:
                     if old.get("model", {}).get(k) != v}
             raise ConfigError(f"{workdir} holds a run with a different model config {diff} "
                               f"(old, new): use a new --workdir or the same model settings")
+        problems = _resume_mismatches(old, resolved) if _has_checkpoint(workdir) else []
+        if problems:
+            raise ConfigError(f"cannot resume {workdir}: its checkpoint was written with other "
+                              f"settings; use the saved values or a new --workdir:\n  - "
+                              + "\n  - ".join(problems))
     if jax.process_index() == 0:  # through epath: the workdir may be gs://
         paths.write_text(path, json.dumps(resolved, indent=2, sort_keys=True))
         paths.write_text(paths.join(workdir, "data_dir.txt"), data_dir + "\n")

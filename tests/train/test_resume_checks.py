@@ -1,0 +1,69 @@
+"""Resume refuses a different batch size, loader workers, data directory or host count than the
+saved run (W/config.json), naming the flag; exit 2 from the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lamae_jax.train import loop as trainer
+from tests.helpers.train import config, run_train
+
+
+def _data(tmp_path, name="data"):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "manifest.csv").write_text("split\ntrain\ntrain\n")
+    return str(d)
+
+
+def _saved_run(tmp_path, **overrides):
+    w = tmp_path / "w"
+    w.mkdir()
+    data = _data(tmp_path)
+    trainer._write_config(config("smoke", **overrides), str(w), data)
+    (w / "checkpoints" / "4").mkdir(parents=True)  # a checkpoint exists: this is a resume
+    return w, data
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"batch_size": 16}, "--config.batch_size=16 differs from the saved run's 8"),
+    ({"data.num_workers": 2}, "--config.data.num_workers=2 differs from the saved run's 0"),
+    ({"data.shuffle_seed": 5}, "--config.data.shuffle_seed=5"),
+])
+def test_resume_with_other_loader_settings_is_refused(tmp_path, overrides, needle):
+    w, data = _saved_run(tmp_path)
+    with pytest.raises(trainer.ConfigError, match="cannot resume") as e:
+        trainer._write_config(config("smoke", **overrides), str(w), data)
+    assert needle in str(e.value), e.value
+
+
+def test_resume_with_other_data_or_hosts_is_refused(tmp_path):
+    w, data = _saved_run(tmp_path)
+    other = _data(tmp_path, "other")
+    with pytest.raises(trainer.ConfigError, match=r"--config.data.root=.*other.*data directory"):
+        trainer._write_config(config("smoke"), str(w), other)
+    saved = json.loads((w / "config.json").read_text())
+    assert saved["runtime"]["process_count"] == 1
+    saved["runtime"]["process_count"] = 4
+    (w / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(trainer.ConfigError, match=r"1 process\(es\) .* saved run's 4: restart on 4"):
+        trainer._write_config(config("smoke"), str(w), data)
+
+
+def test_same_settings_resume_and_no_checkpoint_means_a_fresh_start(tmp_path):
+    w, data = _saved_run(tmp_path)
+    trainer._write_config(config("smoke"), str(w), data)  # same settings: fine
+    (w / "checkpoints" / "4").rmdir()
+    trainer._write_config(config("smoke", batch_size=16), str(w), data)  # nothing to resume
+    assert json.loads((w / "config.json").read_text())["batch_size"] == 16
+
+
+def test_cli_names_the_flag_and_exits_2(tmp_path):
+    w, data = _saved_run(tmp_path)
+    r = run_train(w, tmp_path / "cache", f"--config.data.root={data}", "--config.batch_size=16",
+                  timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--config.batch_size=16 differs from the saved run's 8" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
