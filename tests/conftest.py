@@ -36,3 +36,22 @@ def ecg_samples() -> pathlib.Path:
     if d is None:
         pytest.skip("real ECG samples not found: set LAMAE_ECG_SAMPLES or place ../shared/ecg-samples")
     return d
+
+
+def ecg_real_dir() -> pathlib.Path | None:
+    """The labelled real data (PTB-XL, CPSC2018): $LAMAE_ECG_REAL, else ../shared/ecg-real."""
+    env = os.environ.get("LAMAE_ECG_REAL")
+    candidates = [pathlib.Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared" / "ecg-real")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def ecg_real() -> pathlib.Path:
+    d = ecg_real_dir()
+    if d is None:
+        pytest.skip("real labelled ECGs not found: set LAMAE_ECG_REAL or place ../shared/ecg-real")
+    return d

@@ -6,4 +6,8 @@ def __getattr__(name):
         from lamae_jax.data.dataset import PreprocessedECG
 
         return PreprocessedECG
+    if name in ("task_columns", "TaskColumns"):
+        from lamae_jax.data import tasks
+
+        return getattr(tasks, name)
     raise AttributeError(name)

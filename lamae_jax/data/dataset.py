@@ -53,6 +53,16 @@ def _read_manifest(path: pathlib.Path, split: str | None) -> dict[str, np.ndarra
             except ValueError:
                 i = next(i for i, v in enumerate(values) if not v.strip().lstrip("-").isdigit())
                 raise ValueError(f"{path}: row {line[i]} has {name}={values[i]!r}, expected an integer") from None
+        elif name == "labelled":  # '1' labelled, '0' unlabelled (no label row: not negative)
+            bad = next((i for i, v in enumerate(values) if v not in ("0", "1")), None)
+            if bad is not None:
+                raise ValueError(f"{path}: row {line[bad]} has labelled={values[bad]!r}, expected 0 or 1")
+            out[name] = np.asarray([v == "1" for v in values], np.bool_)
+        elif name == "fold":  # '' when the split did not come from folds
+            try:
+                out[name] = np.asarray([int(v) if v.strip() else -1 for v in values], np.int64)
+            except ValueError:
+                raise ValueError(f"{path}: a fold value is not an integer") from None
         elif name == "lead_mask":
             joined = "".join(values)
             if len(joined) != 12 * len(values) or set(joined) - {"0", "1"}:
@@ -62,6 +72,10 @@ def _read_manifest(path: pathlib.Path, split: str | None) -> dict[str, np.ndarra
             out[name] = np.frombuffer(joined.encode(), np.uint8).reshape(len(values), 12) == ord("1")
         else:
             out[name] = np.asarray(values, dtype=object)
+    n = len(rows)
+    # Manifests written before these columns: every row counts as labelled, no folds.
+    out.setdefault("labelled", np.ones(n, np.bool_))
+    out.setdefault("fold", np.full(n, -1, np.int64))
     return out
 
 
@@ -71,13 +85,17 @@ class PreprocessedECG:
     ds = PreprocessedECG('/data/mimic_pp', split='train')
     len(ds); ex = ds[0]   # ex: signal float32 [12, T] mV (canonical lead order), lead_mask bool [12],
                           # valid_length, study_id, subject_id, split, codes (tuple of str),
-                          # labels float32 [V] multi-hot over ds.vocabulary, qc_flags, row
+                          # labels float32 [V] multi-hot over ds.vocabulary, labelled (bool), qc_flags, row
     Index i is the i-th manifest row of the split (manifest order). Negative or out-of-range
     indices raise IndexError (no Python-style wrap-around: it hides off-by-one bugs).
     Attributes: manifest (dict of numpy columns of the split's rows), vocabulary (tuple of codes),
     labels_info (labels.json), record_keys (int64 global keys into shard_specs), shard_specs
     ('path[0:n]' strings, usable as grain.sources.ArrayRecordDataSource paths).
     Labels come from the manifest's `codes` (codes outside the vocabulary are ignored).
+    `labelled` (bool [N], manifest column; all True for older manifests) is False for records
+    without any label entry: their all-zero label rows are unknown, not negative, so probing and
+    metrics must drop them (`ds.labelled`, or the `labelled` key of examples and eval batches).
+    Label tasks (column subsets such as PTB-XL's 'diagnostic'): lamae_jax.data.tasks.task_columns.
     """
 
     def __init__(self, root: str | pathlib.Path, split: str | None = None):
@@ -137,6 +155,11 @@ class PreprocessedECG:
             indices.extend(cols)
             indptr.append(len(indices))
         return np.asarray(indptr, np.int64), np.asarray(indices, np.int64)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """bool [len(self)]: True where the record has labels (False: unlabelled, not negative)."""
+        return self.manifest["labelled"]
 
     def __len__(self) -> int:
         return len(self.record_keys)
@@ -199,6 +222,7 @@ class PreprocessedECG:
             split=str(self.manifest["split"][i]),
             codes=tuple(codes.split("|")) if codes else (),
             labels=self.labels(i),
+            labelled=bool(self.manifest["labelled"][i]),
             row=i,
         )
         return rec

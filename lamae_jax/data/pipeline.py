@@ -300,6 +300,7 @@ class EvalBatch:
             "valid": valid,
             "row": rows.astype(np.int64),
             "labels": np.zeros((n, v), np.float32),
+            "labelled": np.zeros((n,), np.bool_),
             "study_id": np.zeros((n,), np.int64),
             "subject_id": np.zeros((n,), np.int64),
         }
@@ -307,6 +308,7 @@ class EvalBatch:
             out["signal"][k] = ex["signal"][:, :t]
             out["lead_mask"][k] = ex["lead_mask"]
             out["labels"][k] = ex["labels"]
+            out["labelled"][k] = ex["labelled"]
             out["study_id"][k] = ex["study_id"]
             out["subject_id"][k] = ex["subject_id"]
         return out
@@ -326,7 +328,8 @@ def make_eval_batches(
 
     Batches: signal f32 [b,12,T] (the first crop_samples samples when given), lead_mask bool [b,12],
     valid bool [b] (False on padding), row int64 [b] (index into PreprocessedECG(data_dir, split),
-    -1 on padding), labels f32 [b,V], study_id, subject_id int64 [b]. Every host yields
+    -1 on padding), labels f32 [b,V], labelled bool [b] (False: no labels, not negative; False on
+    padding), study_id, subject_id int64 [b]. Every host yields
     ceil(ceil(N / process_count) / b) batches; average metrics over rows with valid=True only.
     """
     process_index, process_count = resolve_process(process_index, process_count)

@@ -1,11 +1,12 @@
 """CLI: MIMIC-IV-ECG (or any WFDB directory) -> ArrayRecord shards + manifest + labels.
 
   python -m lamae_jax.preprocess --mimic-root DIR --out OUT [--labels records_w_diag_icd10.csv] [--workers N]
-  python -m lamae_jax.preprocess --wfdb-dir DIR --out OUT
+  python -m lamae_jax.preprocess --wfdb-dir DIR --out OUT [--labels-format ptbxl|challenge|csv [--labels FILE]]
 
 Rerunning the same command after an interruption finishes only the missing chunks. The last
-stdout line is a one-line summary; the exit status is non-zero only for bad arguments or an
-unusable input root, never for bad records (those go to OUT/rejects.csv).
+stdout line is a one-line summary (warnings about tiny splits or codes without positives come
+before it). Exit status: 0 when records were written, 1 when every input was rejected (summary
+printed, reasons in OUT/rejects.csv), 2 for bad arguments or an unusable input root.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import sys
 
 from lamae_jax.data.ingest.driver import IngestConfig, run_ingest, summary_line
+from lamae_jax.data.ingest.label_sources import FORMATS
 from lamae_jax.data.signal import PreprocessParams
 
 
@@ -46,7 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--mimic-root", help="MIMIC-IV-ECG root (contains record_list.csv and files/)")
     src.add_argument("--wfdb-dir", help="generic mode: every WFDB record (*.hea) below this directory")
     p.add_argument("--out", required=True, help="output directory (created; reruns resume)")
-    p.add_argument("--labels", help="MIMIC-IV-ECG-Ext-ICD records_w_diag_icd10.csv")
+    p.add_argument("--labels", help="label file: records_w_diag_icd10.csv (mimic), ptbxl_database.csv "
+                   "(ptbxl, scp_statements.csv beside it) or FILE.csv with record,labels[,subject_id,split] (csv)")
+    p.add_argument("--labels-format", choices=FORMATS, default=None,
+                   help="default: mimic with --mimic-root --labels; 'challenge' reads the #Dx header comments")
+    p.add_argument("--ptbxl-rate", type=int, choices=(100, 500), default=500,
+                   help="ptbxl: records from filename_hr (500) or filename_lr (100)")
+    p.add_argument("--folds", type=_positive(int), default=None,
+                   help="K-fold subject-hash splits (fold in the manifest; last fold test, the one before val)")
     p.add_argument("--label-column", default="all_diag_all")
     p.add_argument("--min-label-count", type=_positive(int), default=None,
                    help="min positive train records per code (default: 2000 scaled to the train size)")
@@ -79,12 +88,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{root!r} has no record_list.csv (use --wfdb-dir for a plain WFDB directory)")
     if a.labels and not os.path.isfile(a.labels):
         parser.error(f"--labels file {a.labels!r} does not exist")
-    if a.labels and a.wfdb_dir:
-        parser.error("--labels needs --mimic-root (generic mode has no study ids to join on)")
+    fmt = a.labels_format or ("mimic" if a.labels and a.mimic_root else None)
+    if a.labels and a.wfdb_dir and fmt is None:
+        parser.error("--labels with --wfdb-dir needs --labels-format ptbxl or csv")
+    if fmt == "mimic" and a.wfdb_dir:
+        parser.error("--labels-format mimic needs --mimic-root")
+    if fmt in ("ptbxl", "challenge", "csv") and a.mimic_root:
+        parser.error(f"--labels-format {fmt} needs --wfdb-dir")
+    if fmt in ("mimic", "ptbxl", "csv") and not a.labels:
+        parser.error(f"--labels-format {fmt} needs --labels FILE")
+    if fmt == "challenge" and a.labels:
+        parser.error("--labels-format challenge reads the #Dx header comments: drop --labels")
+    if a.folds is not None and a.folds < 3:
+        parser.error(f"--folds must be >= 3 (train, validation and test folds), got {a.folds}")
     try:
         params = PreprocessParams(target_fs=a.target_fs, duration_s=a.duration, band=a.band,
                                   clip_mv=a.clip_mv, storage_dtype=a.storage_dtype, max_nan_gap_s=a.max_nan_gap)
         cfg = IngestConfig(out=a.out, mimic_root=a.mimic_root, wfdb_dir=a.wfdb_dir, labels=a.labels,
+                           labels_format=fmt, ptbxl_rate=a.ptbxl_rate, folds=a.folds,
                            label_column=a.label_column, min_label_count=a.min_label_count,
                            truncate=None if a.no_truncate else 5, expand_ancestors=not a.no_ancestors,
                            workers=a.workers, chunk_size=a.chunk_size,
@@ -97,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for w in report.get("warnings", ()):
+        print(f"warning: {w}", flush=True)
     print(summary_line(report), flush=True)
+    if report["written"] == 0:
+        print(f"error: no record was written (every input rejected; reasons in {os.path.join(a.out, 'rejects.csv')})",
+              file=sys.stderr)
+        return 1
     return 0
 
 

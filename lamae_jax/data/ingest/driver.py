@@ -2,16 +2,14 @@
 
 Memory stays bounded: the record list (or directory walk) is read row by row, at most
 2 x workers chunks are in flight, and the merge streams one chunk sidecar at a time. The only
-dataset-sized structures in the parent are the label table (study_id -> codes string) and the
-set of seen study ids for duplicate detection. Resume: chunks whose sidecar exists with the same
+dataset-sized structures in the parent are the label table (study_id -> codes string), the
+set of seen study ids and, in the merge (merge.py), the signal hashes for duplicate detection. Resume: chunks whose sidecar exists with the same
 input fingerprint are skipped; the final files are rebuilt from all sidecars in chunk order.
 """
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
-import csv
 import dataclasses
 import hashlib
 import json
@@ -22,11 +20,10 @@ import time
 from typing import Iterator
 
 from lamae_jax.data.ingest import workers as W
-from lamae_jax.data.labels import default_min_count, labels_json, load_label_table, vocabulary_from_counts
+from lamae_jax.data.ingest.label_sources import FORMATS, make_label_source
+from lamae_jax.data.ingest.merge import MANIFEST_COLUMNS, merge  # noqa: F401 - MANIFEST_COLUMNS re-exported
+from lamae_jax.data.ingest.rows import count_mimic, count_wfdb, mimic_rows, stable_study_id, wfdb_rows  # noqa: F401
 from lamae_jax.data.signal import PreprocessParams
-
-MANIFEST_COLUMNS = ("study_id", "subject_id", "ecg_time", "split", "shard", "index", "lead_mask",
-                    "valid_length", "qc_flags", "codes", "source")
 
 
 @dataclasses.dataclass
@@ -34,7 +31,11 @@ class IngestConfig:
     out: str
     mimic_root: str | None = None  # MIMIC-IV-ECG root with record_list.csv
     wfdb_dir: str | None = None  # generic mode: every *.hea below this directory
-    labels: str | None = None  # records_w_diag_icd10.csv
+    labels: str | None = None  # label file of labels_format (none for 'challenge')
+    # mimic (default with labels + mimic_root) | ptbxl | challenge | csv: label_sources.py
+    labels_format: str | None = None
+    ptbxl_rate: int = 500  # ptbxl: records from filename_hr (500) or filename_lr (100)
+    folds: int | None = None  # K-fold subject-hash splits (fold stored in the manifest) instead of ~90/5/5
     label_column: str = "all_diag_all"
     min_label_count: int | None = None  # None: default_min_count(#train records)
     truncate: int | None = 5
@@ -49,8 +50,25 @@ class IngestConfig:
     def __post_init__(self):
         if (self.mimic_root is None) == (self.wfdb_dir is None):
             raise ValueError("give exactly one of mimic_root and wfdb_dir")
-        if self.labels and self.wfdb_dir:
-            raise ValueError("labels are only supported with mimic_root")
+        if self.labels_format is None and self.labels:
+            if self.wfdb_dir:
+                raise ValueError(f"labels with wfdb_dir need a labels_format ({', '.join(FORMATS[1:])})")
+            self.labels_format = "mimic"
+        fmt = self.labels_format
+        if fmt is not None and fmt not in FORMATS:
+            raise ValueError(f"labels_format must be one of {FORMATS}, got {fmt!r}")
+        if fmt == "mimic" and not (self.mimic_root and self.labels):
+            raise ValueError("labels_format 'mimic' needs mimic_root and a records_w_diag_icd10.csv")
+        if fmt in ("ptbxl", "challenge", "csv") and not self.wfdb_dir:
+            raise ValueError(f"labels_format {fmt!r} needs wfdb_dir")
+        if fmt in ("ptbxl", "csv") and not self.labels:
+            raise ValueError(f"labels_format {fmt!r} needs a labels file")
+        if fmt == "challenge" and self.labels:
+            raise ValueError("labels_format 'challenge' reads the #Dx header comments: give no labels file")
+        if self.ptbxl_rate not in (100, 500):
+            raise ValueError(f"ptbxl_rate must be 100 or 500, got {self.ptbxl_rate}")
+        if self.folds is not None and self.folds < 3:
+            raise ValueError(f"folds must be >= 3 (a train, a validation and a test fold), got {self.folds}")
         if self.chunk_size < 1 or self.workers < 1:
             raise ValueError("chunk_size and workers must be >= 1")
         if self.checksum not in ("reject", "flag"):
@@ -74,66 +92,11 @@ class IngestConfig:
         return d
 
 
-def _safe_relpath(path: str) -> str | None:
-    """The normalised relative path, or None when it is absolute or leaves the root."""
-    p = path.strip().replace("\\", "/")
-    if not p or p.startswith("/") or os.path.isabs(p):
-        return None
-    norm = os.path.normpath(p)
-    if norm == ".." or norm.startswith("../") or ".." in p.split("/"):
-        return None
-    return norm
-
-
-def mimic_rows(root: str) -> Iterator[dict]:
-    """Rows of record_list.csv (subject_id, study_id, ecg_time, path), read lazily."""
-    path = os.path.join(root, "record_list.csv")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: is --mimic-root the MIMIC-IV-ECG root?")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"subject_id", "study_id", "path"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        for i, r in enumerate(reader):
-            src = (r.get("path") or "").strip()
-            row = {"source": src or f"record_list.csv:row{i + 2}", "ecg_time": (r.get("ecg_time") or "").strip()}
-            try:
-                row["study_id"] = int(r["study_id"])
-                row["subject_id"] = int(r["subject_id"])
-            except (TypeError, ValueError):
-                row["reject"] = "bad_row"
-                row["study_id"] = row["subject_id"] = None
-            if "reject" not in row:
-                safe = _safe_relpath(src)
-                if safe is None:
-                    row["reject"] = "path_outside_root" if src else "bad_row"
-                else:
-                    row["source"] = safe
-            yield row
-
-
-def stable_study_id(relpath: str) -> int:
-    """Generic mode id: first 7 bytes of sha256(relative path) -> a stable 56-bit integer."""
-    return int.from_bytes(hashlib.sha256(relpath.encode()).digest()[:7], "big")
-
-
-def wfdb_rows(root: str) -> Iterator[dict]:
-    """Every *.hea below root in sorted (deterministic) walk order."""
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"{root} is not a directory")
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for fn in sorted(filenames):
-            if fn.endswith(".hea"):
-                rel = os.path.relpath(os.path.join(dirpath, fn[:-4]), root).replace(os.sep, "/")
-                yield {"source": rel, "study_id": stable_study_id(rel), "subject_id": None,
-                       "ecg_time": ""}
-
-
-def _rows(cfg: IngestConfig, labels) -> Iterator[dict]:
-    """Input rows with duplicates, splits and codes resolved (parent process)."""
-    rows = mimic_rows(cfg.root) if cfg.mimic_root else wfdb_rows(cfg.root)
+def _rows(cfg: IngestConfig, source) -> Iterator[dict]:
+    """Input rows with duplicates, splits and labels resolved (parent process)."""
+    rows = source.rows(cfg.root)
+    if rows is None:
+        rows = mimic_rows(cfg.root) if cfg.mimic_root else wfdb_rows(cfg.root)
     seen: set[int] = set()
     for row in rows:
         if not row.get("reject"):
@@ -141,10 +104,8 @@ def _rows(cfg: IngestConfig, labels) -> Iterator[dict]:
                 row["reject"] = "duplicate_study_id"
             else:
                 seen.add(row["study_id"])
-        if labels is not None and row.get("subject_id") is not None and not row.get("reject"):
-            row["split"] = labels.split_of(row["subject_id"])
-            codes = labels.codes_of(row["study_id"])
-            row["codes"] = "|".join(codes) if codes else ""
+        if not row.get("reject"):
+            source.annotate(row)
         yield row
 
 
@@ -234,11 +195,11 @@ def _prepare_out(cfg: IngestConfig, run: dict) -> None:
                        json.dumps(cfg.params.to_dict(), indent=1, sort_keys=True) + "\n")
 
 
-def _count_rows(cfg: IngestConfig) -> int:
-    if cfg.mimic_root:
-        with open(os.path.join(cfg.root, "record_list.csv"), "rb") as f:
-            return max(0, sum(1 for line in f if line.strip()) - 1)
-    return sum(sum(1 for fn in fns if fn.endswith(".hea")) for _, _, fns in os.walk(cfg.root))
+def _count_rows(cfg: IngestConfig, source) -> int:
+    n = source.count(cfg.root)
+    if n is not None:
+        return n
+    return count_mimic(cfg.root) if cfg.mimic_root else count_wfdb(cfg.root)
 
 
 def _schedule(cfg, tasks, progress, stop_after_chunks, usage):
@@ -283,65 +244,20 @@ def _schedule(cfg, tasks, progress, stop_after_chunks, usage):
     return True
 
 
-def _merge(cfg: IngestConfig, num_chunks: int, label_table) -> dict:
-    out = cfg.out
-    total, written = 0, 0
-    rejected: collections.Counter = collections.Counter()
-    splits: collections.Counter = collections.Counter()
-    train_counts: collections.Counter = collections.Counter()
-    mtmp, rtmp = W._tmp(os.path.join(out, "manifest.csv")), W._tmp(os.path.join(out, "rejects.csv"))
-    with open(mtmp, "w", newline="") as mf, open(rtmp, "w", newline="") as rf:
-        mw = csv.DictWriter(mf, MANIFEST_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        rw = csv.DictWriter(rf, ("record", "reason"), extrasaction="ignore", lineterminator="\n")
-        mw.writeheader()
-        rw.writeheader()
-        for chunk in range(num_chunks):
-            with open(W.sidecar_path(out, chunk)) as f:
-                side = json.load(f)
-            total += side["rows"]
-            for m in side["manifest"]:
-                mw.writerow(m)
-                splits[m["split"]] += 1
-                if m["split"] == "train" and m["codes"]:
-                    train_counts.update(set(m["codes"].split("|")))
-            written += len(side["manifest"])
-            for r in side["rejects"]:
-                rw.writerow(r)
-                rejected[r["reason"]] += 1
-    os.replace(mtmp, os.path.join(out, "manifest.csv"))
-    os.replace(rtmp, os.path.join(out, "rejects.csv"))
-    num_train = splits.get("train", 0)
-    min_count = cfg.min_label_count if cfg.min_label_count is not None else default_min_count(num_train)
-    vocab, counts = vocabulary_from_counts(train_counts, min_count)
-    labels = labels_json(cfg.label_column if cfg.labels else None, vocab, counts, min_count,
-                         cfg.truncate, cfg.expand_ancestors)
-    _write_text_atomic(os.path.join(out, "labels.json"), json.dumps(labels, indent=1) + "\n")
-    report = {"total": total, "written": written, "rejected": dict(sorted(rejected.items())),
-              "splits": {s: splits.get(s, 0) for s in ("train", "val", "test")},
-              "num_chunks": num_chunks, "config": cfg.run_dict()}
-    if label_table is not None:
-        report["labels"] = {"rows": len(label_table.codes), "bad_rows": label_table.bad_rows,
-                            "fold_conflicts": label_table.fold_conflicts}
-    _write_text_atomic(os.path.join(out, "report.json"), json.dumps(report, indent=1) + "\n")
-    return report
-
-
 def run_ingest(cfg: IngestConfig, progress: bool = True, stop_after_chunks: int | None = None) -> dict:
     """Preprocesses everything into cfg.out; returns report.json's dict plus 'seconds' and
     'complete' (False only when stop_after_chunks stopped it early, a test hook for resume)."""
     t0 = time.perf_counter()
     run = cfg.run_dict()
     _prepare_out(cfg, run)
-    label_table = None
-    if cfg.labels:
-        label_table = load_label_table(cfg.labels, cfg.label_column, cfg.truncate, cfg.expand_ancestors)
-    total = _count_rows(cfg)
+    source = make_label_source(cfg)
+    total = _count_rows(cfg, source)
     bar = Progress(total, enabled=progress)
     num_chunks = 0
 
     def tasks():
         nonlocal num_chunks
-        for chunk, rows in enumerate(_chunks(_rows(cfg, label_table), cfg.chunk_size)):
+        for chunk, rows in enumerate(_chunks(_rows(cfg, source), cfg.chunk_size)):
             num_chunks = chunk + 1
             fp = _fingerprint(rows, run)
             if _chunk_done(cfg.out, chunk, fp):
@@ -350,7 +266,8 @@ def run_ingest(cfg: IngestConfig, progress: bool = True, stop_after_chunks: int 
                 continue
             yield {"out": cfg.out, "root": cfg.root, "chunk": chunk, "rows": rows,
                    "fingerprint": fp, "params": cfg.params.to_dict(), "checksum": cfg.checksum,
-                   "compression": cfg.shard_compression}
+                   "compression": cfg.shard_compression, "labels_format": source.worker_format,
+                   "folds": cfg.folds}
 
     usage: dict = {}
     cpu0 = time.process_time()
@@ -370,7 +287,7 @@ def run_ingest(cfg: IngestConfig, progress: bool = True, stop_after_chunks: int 
         for fn in os.listdir(os.path.join(cfg.out, sub)):
             if fn.startswith("chunk-") and fn not in keep:
                 os.remove(os.path.join(cfg.out, sub, fn))
-    report = _merge(cfg, num_chunks, label_table)
+    report = merge(cfg, num_chunks, source)
     return {**report, "complete": True, "seconds": time.perf_counter() - t0, **stats}
 
 

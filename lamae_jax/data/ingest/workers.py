@@ -8,12 +8,16 @@ or host details, so a resumed run produces byte-identical outputs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
 
+import numpy as np
+
 from lamae_jax.data import record_format
-from lamae_jax.data.labels import hash_split
+from lamae_jax.data.challenge_labels import dx_field, parse_dx
+from lamae_jax.data.labels import assign_split
 from lamae_jax.data.signal import QC_CHECKSUM_MISMATCH, PreprocessError, PreprocessParams, preprocess_signal
 from lamae_jax.data.wfdb_io import RecordError, header_subject_id, read_record
 
@@ -40,9 +44,18 @@ def write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def process_record(root: str, row: dict, params: PreprocessParams, checksum: str = "reject"):
+def signal_hash(signal: np.ndarray) -> str:
+    """Hash of the decoded input samples (physical units, before preprocessing): equal for
+    exact duplicate recordings, whatever their file names."""
+    a = np.ascontiguousarray(signal, np.float64)
+    return hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()[:32]
+
+
+def process_record(root: str, row: dict, params: PreprocessParams, checksum: str = "reject",
+                   labels_format: str | None = None, folds: int | None = None):
     """(record bytes, manifest row) for one input row; raises RecordError/PreprocessError."""
     raw = read_record(os.path.join(root, row["source"]))
+    digest = signal_hash(raw.signal)
     res = preprocess_signal(raw.signal, raw.fs, raw.sig_names, params)
     qc = res.qc_flags
     if raw.checksum_ok is False:
@@ -55,8 +68,16 @@ def process_record(root: str, row: dict, params: PreprocessParams, checksum: str
         subject = header_subject if header_subject is not None else row["study_id"]
     elif header_subject is not None and header_subject != subject:
         raise RecordError("subject_mismatch", f"header says {header_subject}, record list {subject}")
-    split = row.get("split") or hash_split(subject)
-    codes = tuple(row["codes"].split("|")) if row.get("codes") else ()
+    if row.get("split"):
+        split, fold = row["split"], row.get("fold", "")
+    else:
+        split, fold = assign_split(subject, folds)
+    codes_text, labelled, unknown = row.get("codes", ""), row.get("labelled", "0"), ()
+    if labels_format == "challenge":
+        dx, unknown = parse_dx(dx_field(raw.comments))
+        labelled = "0" if dx is None else "1"
+        codes_text = "|".join(dx or ())
+    codes = tuple(codes_text.split("|")) if codes_text else ()
     data = record_format.serialize(
         signal_mv=res.signal,
         lead_mask=res.lead_mask,
@@ -72,13 +93,24 @@ def process_record(root: str, row: dict, params: PreprocessParams, checksum: str
         "subject_id": subject,
         "ecg_time": row.get("ecg_time", ""),
         "split": split,
+        "fold": "" if fold is None else fold,
         "lead_mask": "".join("1" if m else "0" for m in res.lead_mask),
         "valid_length": res.valid_length,
         "qc_flags": qc,
-        "codes": row.get("codes", ""),
+        "codes": codes_text,
+        "labelled": labelled,
         "source": row["source"],
+        "signal_hash": digest,
     }
+    if unknown:
+        manifest["unknown_dx"] = list(unknown)
     return data, manifest
+
+
+def reject_row(row: dict, reason: str, detail: str = "") -> dict:
+    """A rejects.csv row: the record, why, and its study/subject ids where known."""
+    ids = {k: "" if row.get(k) is None else row[k] for k in ("study_id", "subject_id")}
+    return {"record": row["source"], "reason": reason, **ids, "detail": detail[:300]}
 
 
 def init_worker(parent_pid: int) -> None:
@@ -118,16 +150,16 @@ def process_chunk(task: dict) -> dict:
     try:
         for row in task["rows"]:
             if row.get("reject"):
-                rejects.append({"record": row["source"], "reason": row["reject"], "detail": ""})
+                rejects.append(reject_row(row, row["reject"], row.get("detail", "")))
                 continue
             try:
-                data, m = process_record(task["root"], row, params, task.get("checksum", "reject"))
+                data, m = process_record(task["root"], row, params, task.get("checksum", "reject"),
+                                         task.get("labels_format"), task.get("folds"))
             except (RecordError, PreprocessError) as e:
-                rejects.append({"record": row["source"], "reason": e.reason, "detail": str(e)[:300]})
+                rejects.append(reject_row(row, e.reason, str(e)))
                 continue
             except Exception as e:  # noqa: BLE001 - a bad record must never stop the run
-                rejects.append({"record": row["source"], "reason": "internal_error",
-                                "detail": f"{type(e).__name__}: {e}"[:300]})
+                rejects.append(reject_row(row, "internal_error", f"{type(e).__name__}: {e}"))
                 continue
             m["shard"] = shard
             m["index"] = len(manifest)
