@@ -58,6 +58,19 @@ def embed_all(model, params, data_dir: str, *, batch_size: int = 64) -> dict:
     return out
 
 
+def check_labels(data_dir: str) -> None:
+    """ValueError, before any embedding, when the data has no label vocabulary to probe."""
+    from lamae_jax.data.dataset import PreprocessedECG
+
+    if not list(PreprocessedECG(data_dir, "train").vocabulary):
+        raise ValueError(
+            f"{data_dir}/labels.json has an empty vocabulary: there are no labels to probe. Preprocess "
+            "with labels and pass that directory with --data: MIMIC-IV-ECG with `python -m "
+            "lamae_jax.preprocess --mimic-root ROOT --labels records_w_diag_icd10.csv --out DIR` "
+            "(MIMIC-IV-ECG-Ext-ICD), other WFDB collections with `--wfdb-dir ROOT --labels-format` "
+            "(PTB-XL, Challenge, CSV)")
+
+
 def evaluate_embeddings(embedded: dict, data_dir: str, *, codes: str = "all",
                         fractions: Sequence[float] = (0.01, 0.1, 1.0), seeds: int = 3,
                         n_boot: int = 200, l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID) -> dict:
@@ -66,10 +79,8 @@ def evaluate_embeddings(embedded: dict, data_dir: str, *, codes: str = "all",
     from lamae_jax.data.dataset import PreprocessedECG
 
     ds = {s: PreprocessedECG(data_dir, s) for s in SPLITS}
+    check_labels(data_dir)
     vocab = list(ds["train"].vocabulary)
-    if not vocab:
-        raise ValueError(f"{data_dir}/labels.json has an empty vocabulary: there are no labels to probe "
-                         "(preprocess with a records_w_diag_icd10.csv label file)")
     labels = {s: ds[s].label_matrix() for s in SPLITS}
     subjects = {s: np.asarray(ds[s].manifest["subject_id"], np.int64) for s in SPLITS}
     subset = None
@@ -133,9 +144,12 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     from lamae_jax import models
     from lamae_jax.eval import embed as embedding
 
-    used_step = _step_of(workdir, step, best)
+    from lamae_jax.train import checkpoints
+
+    used_step = _step_of(workdir, step, best)  # clear errors: not a workdir, no checkpoint
+    data_dir = embedding.resolve_data_dir(workdir, checkpoints.load_config(workdir), data)
+    check_labels(data_dir)  # before restoring or embedding anything
     model, params, config = embedding.load_model(workdir, step=used_step)
-    data_dir = embedding.resolve_data_dir(workdir, config, data)
     cache = _cache_path(workdir, used_step, data_dir) if cache_embeddings else None
     embedded = _load_cache(cache, data_dir) if cache else None
     if embedded is None:

@@ -43,6 +43,14 @@ class _QuietUntrackedSaves(std_logging.Filter):
 std_logging.getLogger("absl").addFilter(_QuietUntrackedSaves())
 
 
+class _QuietReadOnly(std_logging.Filter):
+    """Orbax's notices that a read-only manager is read only (on every evaluation command)."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        return "read only" not in message and "read_only=True" not in message
+
+
 def make_manager(workdir: str, *, keep: int = 3, keep_best: int = 1, read_only: bool = False,
                  async_save: bool = True) -> ocp.CheckpointManager:
     policy = cm.AnyPreservationPolicy([
@@ -53,10 +61,18 @@ def make_manager(workdir: str, *, keep: int = 3, keep_best: int = 1, read_only: 
     # best_fn only makes Orbax write the metrics of each step (read back by best_step below).
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, best_fn=_val_metric, best_mode="min",
-        create=not read_only, read_only=read_only,
+        create=not read_only, read_only=read_only, save_interval_steps=0 if read_only else 1,
         enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only)
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                                 item_names=("state", "data"))
+    if not read_only:
+        return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
+                                     item_names=("state", "data"))
+    quiet, absl_logger = _QuietReadOnly(), std_logging.getLogger("absl")
+    absl_logger.addFilter(quiet)
+    try:  # the restore path: Orbax logs its read-only notices while constructing
+        return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
+                                     item_names=("state", "data"))
+    finally:
+        absl_logger.removeFilter(quiet)
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_iter: Any | None,
@@ -98,8 +114,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def resolve_step(workdir: str, step: int | None = None, best: bool = False) -> int:
     """The checkpoint step to use: `step`, else the lowest validation loss (best=True), else the
     latest; FileNotFoundError naming the directory when there is none."""
-    if not paths.isdir(checkpoint_dir(workdir)):
-        raise FileNotFoundError(f"no checkpoints in {checkpoint_dir(workdir)}")
+    _require_checkpoint_dir(workdir)
     mgr = make_manager(workdir, read_only=True)
     try:
         return _resolve_step(mgr, workdir, step, best)
@@ -107,15 +122,28 @@ def resolve_step(workdir: str, step: int | None = None, best: bool = False) -> i
         mgr.close()
 
 
+def _no_checkpoint_message(workdir: str) -> str:
+    return (f"workdir {workdir!r} has no checkpoint ({checkpoint_dir(workdir)} is missing or empty): "
+            f"train it first, e.g. `python -m lamae_jax.train --config=configs/base.py:demo "
+            f"--workdir={workdir}` (a checkpoint is saved every checkpoint.every steps and at the end), "
+            f"or pass the workdir of a finished run")
+
+
+def _require_checkpoint_dir(workdir: str) -> None:
+    if not paths.isdir(checkpoint_dir(workdir)):
+        raise FileNotFoundError(_no_checkpoint_message(workdir))
+
+
 def _resolve_step(mgr, workdir: str, step: int | None, best: bool) -> int:
     if step is None:
         step = best_step(mgr) if best else mgr.latest_step()
         if step is None and best:
             step = mgr.latest_step()
-            logging.warning("no checkpoint with a validation loss in %s; using latest step %s",
-                            workdir, step)
+            if step is not None:
+                logging.warning("no checkpoint with a validation loss in %s; using latest step %s",
+                                workdir, step)
     if step is None:
-        raise FileNotFoundError(f"no checkpoint found in {checkpoint_dir(workdir)}")
+        raise FileNotFoundError(_no_checkpoint_message(workdir))
     if step not in mgr.all_steps():
         raise FileNotFoundError(f"step {step} not in {checkpoint_dir(workdir)}: "
                                 f"available {list(mgr.all_steps())}")
@@ -134,6 +162,7 @@ def restore_params(workdir: str, step: int | None = None, best: bool = False):
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                             train_state.abstract_params(config))
     item = {"params": abstract}
+    _require_checkpoint_dir(workdir)
     mgr = make_manager(workdir, read_only=True)
     try:
         step = _resolve_step(mgr, workdir, step, best)
