@@ -23,11 +23,20 @@ import numpy as np
 from lamae_jax.constants import LEADS, NUM_LEADS, canonical_lead_name
 
 
+# Plausible range of an ECG in mV: median over leads of each lead's max |amplitude|.
+PLAUSIBLE_MV = (0.02, 20.0)
+
+
 class Embedder:
     """A frozen encoder plus its preprocessing parameters. Leads are matched by name; any subset of
-    the 12 standard leads, any order, any sampling rate >= twice the band's upper edge."""
+    the 12 standard leads, any order, any sampling rate >= twice the band's upper edge.
 
-    def __init__(self, model, params, preprocess_params, *, batch_size: int = 32):
+    Signals must be in mV: with check_units=True (default) an amplitude outside PLAUSIBLE_MV
+    (median over leads of the max |amplitude|) raises a ValueError naming the probable unit (µV, V);
+    set check_units=False (or `embedder.check_units = False`) for unusual but genuine signals."""
+
+    def __init__(self, model, params, preprocess_params, *, batch_size: int = 32,
+                 check_units: bool = True):
         import jax
 
         from lamae_jax.data import record_format
@@ -36,6 +45,7 @@ class Embedder:
         self.params_pre = dataclasses.replace(preprocess_params, require_all_leads=False)
         self.model = model
         self.batch_size = batch_size
+        self.check_units = check_units
         self._params = jax.device_put(params, jax.local_devices()[0])
         self._record_format = record_format
 
@@ -47,7 +57,7 @@ class Embedder:
 
     @classmethod
     def from_workdir(cls, workdir: str | os.PathLike, step: int | None = None, *, best: bool = False,
-                     data: str | None = None, batch_size: int = 32) -> Embedder:
+                     data: str | None = None, batch_size: int = 32, check_units: bool = True) -> Embedder:
         """Restores W's checkpoint (latest, `step`, or best) and its preprocessing parameters:
         W/preprocess_config.json if present, else the training data directory's."""
         from lamae_jax.eval import embed as embedding
@@ -58,18 +68,25 @@ class Embedder:
             pre = embedding.load_preprocess_params(own)
         else:
             pre = embedding.load_preprocess_params(embedding.resolve_data_dir(workdir, config, data))
-        return cls(model, params, pre, batch_size=batch_size)
+        return cls(model, params, pre, batch_size=batch_size, check_units=check_units)
 
     @property
     def min_fs(self) -> float:
         band = self.params_pre.band
         return 2.0 * float(band[1]) if band is not None else 1.0
 
-    def preprocess(self, signal, fs: float, lead_names: Sequence[str]):
-        """(signal float32 [12, T], lead_mask bool [12]) as stored in the training shards."""
+    def preprocess(self, signal, fs: float, lead_names: Sequence[str] | None = None):
+        """(signal float32 [12, T], lead_mask bool [12]) as stored in the training shards.
+        lead_names=None: the 12 standard leads in the order of lamae_jax.constants.LEADS."""
         from lamae_jax.data.signal import preprocess_signal
 
         x = np.asarray(signal, dtype=np.float64) if not isinstance(signal, np.ndarray) else signal
+        if lead_names is None:
+            if x.ndim != 2 or x.shape[0] != NUM_LEADS:
+                raise ValueError(f"lead_names=None means the {NUM_LEADS} leads {list(LEADS)} in this "
+                                 f"order, so signal must be [{NUM_LEADS}, n_samples]; got shape "
+                                 f"{x.shape}: pass lead_names for other leads or orders")
+            lead_names = LEADS
         names = [str(n) for n in lead_names] if not isinstance(lead_names, str) else None
         if names is None:
             raise ValueError("lead_names must be a sequence of lead names, e.g. ['I', 'II', ...]")
@@ -97,6 +114,8 @@ class Embedder:
                              f"needed for the {self.params_pre.band} Hz band the model was trained on")
         if x.size and np.isnan(x).all():
             raise ValueError("signal is all NaN")
+        if self.check_units:
+            _check_mv(x)
         min_n = self.params_pre.min_duration_s * fs
         if x.shape[1] < min_n:
             raise ValueError(f"signal is too short: {x.shape[1]} samples = {x.shape[1] / fs:.3f} s at "
@@ -120,16 +139,17 @@ class Embedder:
             leads.append(np.asarray(le)[:b])
         return np.concatenate(embs), np.concatenate(leads)
 
-    def embed(self, signal, fs: float, lead_names: Sequence[str], *,
+    def embed(self, signal, fs: float, lead_names: Sequence[str] | None = None, *,
               return_lead_embeddings: bool = False):
         """ECG embedding [D] (and lead embeddings [12, D], zero for absent leads) of one record.
 
-        signal: [n_leads, n_samples] in mV, NaN allowed for gaps; lead_names: one per row."""
+        signal: [n_leads, n_samples] in mV, NaN allowed for gaps; lead_names: one per row (None:
+        the 12 standard leads in lamae_jax.constants.LEADS order)."""
         s, m = self.preprocess(signal, fs, lead_names)
         e, le = self._run(s[None], m[None])
         return (e[0], le[0]) if return_lead_embeddings else e[0]
 
-    def embed_batch(self, signals, fs, lead_names, *, return_lead_embeddings: bool = False):
+    def embed_batch(self, signals, fs, lead_names=None, *, return_lead_embeddings: bool = False):
         """[B, D] for a list of records (or an array [B, n_leads, n_samples]); fs and lead_names
         are shared or given per record."""
         if isinstance(signals, np.ndarray) and signals.ndim != 3:
@@ -139,7 +159,7 @@ class Embedder:
         if b == 0:
             raise ValueError("embed_batch needs at least one signal")
         fss = list(fs) if np.ndim(fs) == 1 else [fs] * b
-        per_record = (not isinstance(lead_names, str) and len(lead_names) > 0
+        per_record = (lead_names is not None and not isinstance(lead_names, str) and len(lead_names) > 0
                       and not isinstance(lead_names[0], str))
         names = list(lead_names) if per_record else [lead_names] * b
         if len(fss) != b or len(names) != b:
@@ -152,3 +172,21 @@ class Embedder:
                 raise ValueError(f"record {i} of the batch: {e}") from e
         e, le = self._run(np.stack([p[0] for p in pre]), np.stack([p[1] for p in pre]))
         return (e, le) if return_lead_embeddings else e
+
+
+def _check_mv(x: np.ndarray) -> None:
+    """ValueError when the amplitude is implausible for mV (see PLAUSIBLE_MV), naming the likely unit."""
+    peaks = np.abs(x[~np.isnan(x).all(axis=1)])
+    if not peaks.size:
+        return
+    level = float(np.median(np.nanmax(peaks, axis=1)))
+    low, high = PLAUSIBLE_MV
+    if level > high:
+        unit = "µV (divide by 1000) or raw ADC counts (divide by the ADC gain)"
+    elif level < low and level > 0:
+        unit = "V (multiply by 1000)"
+    else:
+        return
+    raise ValueError(f"signal amplitude is implausible for mV: the median over leads of the max |x| is "
+                     f"{level:.4g}, expected {low:g}–{high:g} mV; it is probably in {unit}. Pass mV, or "
+                     f"set check_units=False (Embedder(..., check_units=False)) if it is genuine")

@@ -124,3 +124,22 @@ def test_embedder_keeps_training_params_but_allows_missing_leads():
     Embedder.__init__(e, build(ml_collections.ConfigDict(dict(size="tiny"))), {}, params)
     assert e.params_pre.storage_dtype == "float16" and e.params_pre.clip_mv == 5.0
     assert e.params_pre.require_all_leads is False and e.min_fs == 80.0
+
+
+def test_units_are_checked_and_lead_names_default_to_the_12_leads(setup):
+    _, _, _, _, embedder = setup
+    mv = _raw(500, 10.0, 3)
+    for scale, unit in ((1000.0, "µV"), (0.001, r"V \(multiply by 1000\)")):
+        with pytest.raises(ValueError, match=f"implausible for mV.*probably in {unit}"):
+            embedder.embed(mv * scale, 500, LEADS)
+    embedder.check_units = False
+    try:
+        embedder.preprocess(mv * 1000.0, 500, LEADS)  # genuine large signals can opt out
+    finally:
+        embedder.check_units = True
+    s0, m0 = embedder.preprocess(mv, 500)
+    s1, m1 = embedder.preprocess(mv, 500, LEADS)
+    np.testing.assert_array_equal(s0, s1)
+    np.testing.assert_array_equal(m0, m1)
+    with pytest.raises(ValueError, match=r"lead_names=None means the 12 leads .* got shape \(8, 5000\)"):
+        embedder.embed(mv[:8], 500)
