@@ -33,7 +33,11 @@ class MultiHeadAttention(nn.Module):
                                    kernel_init=_xavier, name=name)(inp)
 
         q, k, v = proj("query", x), proj("key", ctx), proj("value", ctx)
-        mask = None if key_mask is None else key_mask[:, None, None, :]
+        # [B, 1, T, S]: jax's cuDNN path takes a mask as a bias of full query length (a [B, 1, 1, S]
+        # mask raises "Bias must have same seq length as QKV"); XLA broadcasts either. Not
+        # key_value_seq_lengths: padded keys (missing leads) are not a suffix of the key set.
+        mask = None if key_mask is None else jnp.broadcast_to(
+            key_mask[:, None, None, :], (key_mask.shape[0], 1, x.shape[1], key_mask.shape[1]))
         out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=self.attention_impl)
         if key_mask is not None:  # all-padded rows: zeros, not a mean over padded values
             out = out * jnp.any(key_mask, axis=-1)[:, None, None, None].astype(out.dtype)
