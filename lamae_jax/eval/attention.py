@@ -23,11 +23,33 @@ def mean_attention(att: np.ndarray, lead_mask: np.ndarray | None = None) -> np.n
     return np.where(count > 0, np.where(present, att, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
 
 
+# Colour scale of the heat map: uniform (1/12) ± at least this share, so that noise of a model that
+# attends uniformly (every lead 0.083 ± 0.001) stays pale instead of spanning the whole colour map.
+MIN_COLOUR_HALF_RANGE = 0.5 / len(LEADS)
+
+
+def max_deviation(rows: dict) -> float:
+    """Largest |share - 1/12| over the plotted rows (NaN for absent leads ignored)."""
+    mat = np.stack([np.asarray(r, np.float64) for r in rows.values()])
+    dev = np.abs(mat - 1 / len(LEADS))
+    return float(np.nanmax(dev)) if np.isfinite(dev).any() else float("nan")
+
+
+def colour_scale(rows: dict) -> tuple[float, float, float]:
+    """(max deviation from uniform, vmin, vmax) of the heat map: centred on 1/12, ± the larger of
+    MIN_COLOUR_HALF_RANGE and the max deviation."""
+    dev = max_deviation(rows)
+    half = max(MIN_COLOUR_HALF_RANGE, dev if np.isfinite(dev) else 0.0)
+    return dev, 1 / len(LEADS) - half, 1 / len(LEADS) + half
+
+
 def plot_lead_attention(att: np.ndarray, path: str | pathlib.Path, *, lead_mask=None,
                         labels: np.ndarray | None = None, code_names: Sequence[str] = (),
                         max_codes: int = 12, title: str = "") -> dict:
     """PNG: bar chart of the split average and a heat map per condition (the most frequent codes,
-    then 'no code'). Returns the plotted numbers {'all': [12], code: [12], ...}."""
+    then 'no code'). The heat map's diverging colour scale is centred on uniform attention (1/12)
+    and spans at least ± MIN_COLOUR_HALF_RANGE; the title gives the max deviation from uniform.
+    Returns the plotted numbers {'all': [12], code: [12], ...}."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,12 +80,16 @@ def plot_lead_attention(att: np.ndarray, path: str | pathlib.Path, *, lead_mask=
     axes[0].legend()
     names = list(rows)
     mat = np.stack([rows[k] for k in names])
-    im = axes[1].imshow(mat, aspect="auto", cmap="viridis")
+    uniform = 1 / len(LEADS)
+    dev, vmin, vmax = colour_scale(rows)
+    im = axes[1].imshow(mat, aspect="auto", cmap="RdBu_r", vmin=vmin, vmax=vmax)
     axes[1].set_xticks(range(len(LEADS)), LEADS)
     axes[1].set_yticks(range(len(names)), names)
     axes[1].set_title("per condition (records with the code)")
     fig.colorbar(im, ax=axes[1], fraction=0.04)
-    fig.suptitle(title or "Per-lead latent attention")
+    fig.suptitle(f"{title or 'Per-lead latent attention'}\nmax deviation from uniform (1/{len(LEADS)} = "
+                 f"{uniform:.4f}): {dev:.4f} ({dev / uniform:.1%} of uniform); colours span "
+                 f"{vmin:.4f}–{vmax:.4f}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

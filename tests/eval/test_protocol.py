@@ -120,3 +120,14 @@ def test_attention_average_ignores_absent_leads(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="no lead attention"):
         attention_plots.plot_lead_attention(np.full((2, 12), np.nan), tmp_path / "b.png")
+
+
+def test_attention_colour_scale_is_anchored_at_uniform():
+    from lamae_jax.eval import attention as attention_plots
+
+    near = {"all": np.full(12, 1 / 12) + np.linspace(-6e-4, 6e-4, 12), "I48": np.full(12, 1 / 12)}
+    dev, vmin, vmax = attention_plots.colour_scale(near)
+    assert dev == pytest.approx(6e-4) and (vmin, vmax) == pytest.approx((1 / 24, 1 / 8))  # noise stays pale
+    peaked = {"all": np.array([0.5] + [0.5 / 11] * 11)}
+    dev, vmin, vmax = attention_plots.colour_scale(peaked)
+    assert dev == pytest.approx(0.5 - 1 / 12) and vmax == pytest.approx(0.5) and vmin < 0
