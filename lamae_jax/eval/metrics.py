@@ -79,12 +79,31 @@ def _row_nanmean(x: np.ndarray) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _ci(values: np.ndarray) -> list[float]:
+# Per-code figures from fewer test positives than this are flagged `unreliable` (marked in reports).
+MIN_RELIABLE_POSITIVES = 5
+
+
+def _ci(values: np.ndarray, point: float) -> list[float]:
+    """Bias-corrected percentile 95 % interval of bootstrap `values` around `point`.
+
+    The plain percentile interval of a skewed statistic (AUPRC of a rare code) can miss its own
+    point estimate (0.154 [0.154, 0.253] was seen): the bias correction shifts the percentiles by
+    z0 = Phi^-1(share of replicates below the point), and the interval is widened to include the
+    point when the replicates lie all on one side of it."""
+    from statistics import NormalDist
+
     finite = values[np.isfinite(values)]
-    if finite.size == 0:
+    if finite.size == 0 or not np.isfinite(point):
         return [float("nan"), float("nan")]
-    lo, hi = np.percentile(finite, [2.5, 97.5])
-    return [float(lo), float(hi)]
+    below = (np.sum(finite < point) + 0.5 * np.sum(finite == point)) / finite.size
+    normal = NormalDist()
+    if 0 < below < 1:
+        z0 = normal.inv_cdf(below)
+        q = [normal.cdf(2 * z0 - 1.959964), normal.cdf(2 * z0 + 1.959964)]
+    else:
+        q = [0.025, 0.975]
+    lo, hi = np.percentile(finite, [100 * q[0], 100 * q[1]])
+    return [float(min(lo, point)), float(max(hi, point))]
 
 
 def evaluate_scores(scores: np.ndarray, labels: np.ndarray, code_names: Sequence[str],
@@ -120,10 +139,11 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, code_names: Sequence
         if not included[j]:
             continue
         per_code[name] = {
-            "auroc": float(au[0, j]), "auroc_ci": _ci(au[1:, j]),
-            "auprc": float(ap[0, j]), "auprc_ci": _ci(ap[1:, j]),
+            "auroc": float(au[0, j]), "auroc_ci": _ci(au[1:, j], au[0, j]),
+            "auprc": float(ap[0, j]), "auprc_ci": _ci(ap[1:, j], ap[0, j]),
             "n_pos": int((labels[:, j] > 0.5).sum()), "n": int(n),
         }
+        per_code[name]["unreliable"] = per_code[name]["n_pos"] < MIN_RELIABLE_POSITIVES
     excluded = [name for j, name in enumerate(code_names) if not included[j]]
     out = {"per_code": per_code, "excluded": excluded, "n_codes": int(included.sum()),
            "n_records": int(n), "n_boot": int(n_boot),
@@ -131,8 +151,9 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, code_names: Sequence
     if included.any():
         macro_au = _row_nanmean(au[1:, included])
         macro_ap = _row_nanmean(ap[1:, included])
-        out.update(macro_auroc=float(au[0, included].mean()), macro_auroc_ci=_ci(macro_au),
-                   macro_auprc=float(ap[0, included].mean()), macro_auprc_ci=_ci(macro_ap))
+        point_au, point_ap = float(au[0, included].mean()), float(ap[0, included].mean())
+        out.update(macro_auroc=point_au, macro_auroc_ci=_ci(macro_au, point_au),
+                   macro_auprc=point_ap, macro_auprc_ci=_ci(macro_ap, point_ap))
     else:
         macro_au = macro_ap = np.full(n_boot, np.nan)
         out.update(macro_auroc=float("nan"), macro_auroc_ci=[float("nan")] * 2,
@@ -159,7 +180,7 @@ def summarise_seeds(results: Sequence[dict]) -> dict:
         reps = np.stack([r["replicates"][f"macro_{metric}"] for r in results], axis=1)
         out[f"macro_{metric}"] = float(points.mean())
         out[f"macro_{metric}_std"] = float(points.std())
-        out[f"macro_{metric}_ci"] = _ci(_row_nanmean(reps))
+        out[f"macro_{metric}_ci"] = _ci(_row_nanmean(reps), float(points.mean()))
         out[f"macro_{metric}_replicates"] = _row_nanmean(reps)  # numpy: pop before writing JSON
     for j, code in enumerate(codes):
         entry = {}
@@ -167,7 +188,8 @@ def summarise_seeds(results: Sequence[dict]) -> dict:
             points = np.array([r["per_code"][code][metric] for r in results])
             reps = np.stack([r["replicates"][metric][:, j] for r in results], axis=1)
             entry[metric] = float(points.mean())
-            entry[f"{metric}_ci"] = _ci(_row_nanmean(reps))
+            entry[f"{metric}_ci"] = _ci(_row_nanmean(reps), entry[metric])
         entry["n_pos"] = results[0]["per_code"][code]["n_pos"]
+        entry["unreliable"] = entry["n_pos"] < MIN_RELIABLE_POSITIVES
         out["per_code"][code] = entry
     return out

@@ -52,8 +52,11 @@ def markdown(results: dict, title: str = "Linear probe on frozen embeddings") ->
         lines += ["", f"## Per code, label fraction {top['fraction']:g}", "",
                   "| code | test positives | AUROC [95 % CI] | AUPRC [95 % CI] |", "|---|---|---|---|"]
         for code, e in top["per_code"].items():
-            lines.append(f"| {code} | {e['n_pos']} | {_fmt(e['auroc'], e['auroc_ci'])} | "
+            mark = " †" if e.get("unreliable") else ""
+            lines.append(f"| {code} | {e['n_pos']}{mark} | {_fmt(e['auroc'], e['auroc_ci'])} | "
                          f"{_fmt(e['auprc'], e['auprc_ci'])} |")
+        if any(e.get("unreliable") for e in top["per_code"].values()):
+            lines += ["", "† fewer than 5 test positives: the code's figures are unreliable."]
     return "\n".join(lines) + "\n"
 
 

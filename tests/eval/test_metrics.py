@@ -83,3 +83,20 @@ def test_shape_errors():
         m.evaluate_scores(np.zeros((3, 2)), np.zeros((3, 3)), ["a", "b"])
     with pytest.raises(ValueError, match="code names"):
         m.evaluate_scores(np.zeros((3, 2)), np.zeros((3, 2)), ["a"])
+
+
+def test_cis_contain_the_point_and_rare_codes_are_flagged():
+    rng = np.random.default_rng(3)
+    n = 60
+    labels = np.zeros((n, 2))
+    labels[:3, 0] = 1  # rare code: 3 positives, skewed AUPRC bootstrap
+    labels[:, 1] = rng.random(n) < 0.5
+    scores = rng.random((n, 2)) + labels * 0.3
+    out = m.evaluate_scores(scores, labels, ["RARE", "COMMON"], n_boot=100, seed=1)
+    for e in out["per_code"].values():
+        for k in ("auroc", "auprc"):
+            assert e[f"{k}_ci"][0] <= e[k] <= e[f"{k}_ci"][1], (k, e)
+    assert out["per_code"]["RARE"]["unreliable"] and not out["per_code"]["COMMON"]["unreliable"]
+    assert out["macro_auprc_ci"][0] <= out["macro_auprc"] <= out["macro_auprc_ci"][1]
+    # replicates all on one side of the point: the interval still includes it
+    assert m._ci(np.array([0.2, 0.25, 0.3]), 0.154) == [0.154, pytest.approx(0.2975)]
