@@ -5,9 +5,10 @@
 # run stops with an error instead of training one model per worker.
 #
 #   TPU_NAME=my-v5p-64 ZONE=us-east5-a WORKDIR=gs://my-bucket/runs/lamae \
-#   DATA_ROOT=gs://my-bucket/mimic_shards launch/tpu_pod.sh [--config.total_steps=200000 ...]
+#   DATA_ROOT=/mnt/gcs/mimic_shards launch/tpu_pod.sh [--config.total_steps=200000 ...]
 #
-# The workdir (and data) must be visible to every worker: use a GCS bucket or a shared mount.
+# The workdir may be gs://; the data must be a local path on every worker (gcsfuse mount of the
+# bucket: ArrayRecord reads local files only).
 # Env: TPU_NAME, ZONE, WORKDIR, DATA_ROOT (required); PROJECT, CONFIG (configs/base.py),
 # REPO_DIR (where the repo is checked out on the workers, default ~/lamae_jax), VENV (.venv).
 # Preemption (spot/queued resources): rerun this script; training resumes from WORKDIR.
