@@ -30,8 +30,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.patch_size = 50
     c.model.mask_ratio = 0.75
     c.model.whole_lead_mask_prob = 0.0
-    c.model.num_latents = 0  # 0 = size default (16 for small/base)
+    # latent attention (cross_lead=latent): "time" = `time_latents` latents at every patch position
+    # read that position's tokens of all leads; "global" = `num_latents` latents read every token.
+    c.model.latent_scope = "time"
+    c.model.time_latents = 0  # 0 = size default (2 tiny/small, 4 base)
+    c.model.num_latents = 0  # latent_scope=global; 0 = size default (16 for small/base)
     c.model.latent_depth = 0  # latent self-attention blocks; 0 = size default (2)
+    # amplitude scaling inside the model (training, evaluation and embed() alike): fixed (mV x
+    # input_scale; keeps absolute amplitude) | record | lead (z-scores). Raw mV (scale 1) next to
+    # unit-size position embeddings does not learn; 5 brings a typical lead (0.2 mV std) to ~1.
+    c.model.input_norm = "fixed"
+    c.model.input_scale = 5.0
     c.model.encoder_width = 0
     c.model.encoder_depth = 0
     c.model.encoder_heads = 0
@@ -76,15 +85,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     if variant == "demo":
         c.model.size = "small"
-        # ~0.4 s/step on 2 idle cores; the loss flattens after ~200 steps on the synthetic data.
-        c.total_steps = 400
+        c.model.latent_depth = 1
+        # float32: bf16 is emulated on CPU, slower and coarser there.
+        c.model.dtype = "float32"
+        c.total_steps = 600
         c.batch_size = 32
         c.log_every = 20
-        c.eval_every = 100
+        c.eval_every = 200
         c.eval_batches = 4
-        c.optim.base_lr = 1e-3
+        # peak lr 1e-3 (= base_lr x 32 / 256): the paper rate scaled to batch 32 (1.9e-5) leaves a
+        # 600-step run at the zero predictor.
+        c.optim.base_lr = 8e-3
         c.optim.warmup_steps = 50
-        c.checkpoint.every = 100
+        c.checkpoint.every = 200
     elif variant == "smoke":
         c.model.size = "tiny"
         c.model.dtype = "float32"
@@ -93,7 +106,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.log_every = 5
         c.eval_every = 10
         c.eval_batches = 1
-        c.optim.base_lr = 1e-3
+        c.optim.base_lr = 0.1  # peak 3e-3 at batch 8
         c.optim.warmup_steps = 2
         c.checkpoint.every = 10
         c.data.synthetic_records = 64

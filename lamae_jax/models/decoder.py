@@ -16,6 +16,8 @@ from lamae_jax.models.masking import scatter_with_mask_token
 from lamae_jax.models.tokenizer import sincos_1d
 from lamae_jax.models.transformer import Transformer
 
+_xavier = nn.initializers.xavier_uniform()
+
 
 class Decoder(nn.Module):
     cross_lead: str
@@ -29,23 +31,27 @@ class Decoder(nn.Module):
     dtype: Any = jnp.float32
     remat: bool = False
     attention_impl: str | None = None
+    latent_scope: str = "global"
 
     @nn.compact
     def __call__(self, visible, ids_restore, patch_mask, lead_ids, lead_mask, latents=None, *,
                  deterministic: bool = True) -> jnp.ndarray:
-        """visible [B, L, n, De] encoder tokens; latents [B, K, De] or None -> recon [B, L, N, P]."""
+        """visible [B, L, n, De] encoder tokens; latents [B, K, De] (global) or [B, N, K, De]
+        (time) or None -> recon [B, L, N, P] float32."""
         b, l, _, _ = visible.shape
         n = ids_restore.shape[-1]
-        x = nn.Dense(self.width, dtype=self.dtype, name="embed")(visible).astype(jnp.float32)
+        x = nn.Dense(self.width, dtype=self.dtype, kernel_init=_xavier,
+                     name="embed")(visible).astype(jnp.float32)
         mask_token = self.param("mask_token", nn.initializers.normal(0.02), (self.width,))
         x = scatter_with_mask_token(x, ids_restore, patch_mask, mask_token)
         lead = nn.Embed(self.num_leads, self.width, embedding_init=nn.initializers.normal(0.02),
                         name="lead_embed")(lead_ids)
         x = x + sincos_1d(n, self.width)[None, None] + lead[:, :, None, :]
         cross = self.cross_lead == "latent"
+        layout = "time" if cross and self.latent_scope == "time" else "group"
         blocks = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dropout, self.dtype,
                              cross=cross, remat=self.remat, attention_impl=self.attention_impl,
-                             name="blocks")
+                             cross_layout=layout, name="blocks")
         if self.cross_lead == "joint":
             key_mask = jnp.repeat(lead_mask, n, axis=1)  # [B, L*N]
             x = blocks(x.reshape(b, l * n, self.width), key_mask, deterministic=deterministic)
@@ -54,8 +60,12 @@ class Decoder(nn.Module):
             ctx = None
             if cross:
                 # [B, K, Dd]: the L leads of an ECG (consecutive rows of x) read its latents
-                ctx = nn.Dense(self.width, dtype=self.dtype, name="latent_proj")(latents)
+                ctx = nn.Dense(self.width, dtype=self.dtype, kernel_init=_xavier,
+                               name="latent_proj")(latents)
+                if layout == "time":  # [B, N, K, Dd] -> [B*N, K, Dd]: position t reads its own
+                    ctx = ctx.reshape(-1, ctx.shape[-2], ctx.shape[-1])
             x = blocks(x.reshape(b * l, n, self.width), key_mask, ctx,
                        deterministic=deterministic)
-        y = nn.Dense(self.patch_size, dtype=self.dtype, name="head")(x)
-        return y.astype(jnp.float32).reshape(b, l, n, self.patch_size)
+        # The reconstruction head runs in float32 (small, and its output is the loss's input).
+        y = nn.Dense(self.patch_size, dtype=jnp.float32, kernel_init=_xavier, name="head")(x)
+        return y.reshape(b, l, n, self.patch_size)

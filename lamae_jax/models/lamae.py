@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from lamae_jax.models.decoder import Decoder
 from lamae_jax.models.latent import LatentAttention
-from lamae_jax.models.masking import gather_tokens, sample_masking
+from lamae_jax.models.masking import gather_tokens, sample_masking, scatter_with_mask_token
 from lamae_jax.models.sizes import ModelDims
 from lamae_jax.models.tokenizer import LeadTokenizer, patchify
 from lamae_jax.models.transformer import Transformer
@@ -29,14 +29,39 @@ class LAMAE(nn.Module):
         self.encoder = Transformer(d.encoder_depth, d.encoder_heads, d.mlp_ratio, d.dropout, dtype,
                                    remat=d.remat, attention_impl=d.attention_impl)
         if d.cross_lead == "latent":
-            self.latent = LatentAttention(d.num_latents, d.latent_depth, d.encoder_heads,
+            k = d.time_latents if d.latent_scope == "time" else d.num_latents
+            self.latent = LatentAttention(k, d.latent_depth, d.encoder_heads,
                                           d.mlp_ratio, d.dropout, dtype, d.remat, d.attention_impl)
         if d.cross_lead == "align":
-            self.projection = nn.Sequential([nn.Dense(d.encoder_width), nn.gelu,
-                                             nn.Dense(d.projection_dim)])
+            xavier = nn.initializers.xavier_uniform()
+            self.projection = nn.Sequential([nn.Dense(d.encoder_width, kernel_init=xavier), nn.gelu,
+                                             nn.Dense(d.projection_dim, kernel_init=xavier)])
         self.decoder = Decoder(d.cross_lead, d.decoder_width, d.decoder_depth, d.decoder_heads,
                                d.num_leads, d.patch_size, d.mlp_ratio, d.dropout, dtype, d.remat,
-                               d.attention_impl)
+                               d.attention_impl, d.latent_scope)
+
+    def _normalise(self, signal, lead_mask):
+        """Amplitude scaling (model.input_norm, input_scale) -> (scaled signal, offset, scale),
+        where signal_mv = scaled * scale + offset ([B, L, 1] each). Only `record` lets a
+        statistic cross leads (so `none` is truly independent-lead under fixed or lead)."""
+        d = self.dims
+        present = lead_mask[..., None].astype(jnp.float32)
+        if d.input_norm == "record":
+            count = jnp.maximum(present.sum(axis=(1, 2), keepdims=True) * signal.shape[-1], 1.0)
+            mean = (signal * present).sum(axis=(1, 2), keepdims=True) / count
+            var = (((signal - mean) * present) ** 2).sum(axis=(1, 2), keepdims=True) / count
+            mean = jnp.broadcast_to(mean, lead_mask.shape + (1,))
+            var = jnp.broadcast_to(var, lead_mask.shape + (1,))
+        elif d.input_norm == "lead":
+            mean = signal.mean(axis=-1, keepdims=True)
+            var = signal.var(axis=-1, keepdims=True)
+        else:  # fixed: mV x input_scale
+            mean = jnp.zeros(lead_mask.shape + (1,), jnp.float32)
+            var = jnp.ones(lead_mask.shape + (1,), jnp.float32)
+        # A flat record must not blow up: floor the std at 10 uV.
+        scale = jnp.sqrt(jnp.maximum(var, 1e-4)) / d.input_scale
+        scaled = jnp.where(lead_mask[..., None], (signal - mean) / scale, 0.0)
+        return scaled, mean * present, scale
 
     def _inputs(self, signal, lead_mask, lead_ids):
         b, l = signal.shape[:2]
@@ -46,11 +71,13 @@ class LAMAE(nn.Module):
             raise ValueError(f"lead_mask must be [{b}, {l}], got {lead_mask.shape}")
         lead_mask = lead_mask.astype(bool)
         signal = jnp.where(lead_mask[..., None], signal.astype(jnp.float32), 0.0)
+        signal, offset, scale = self._normalise(signal, lead_mask)
         if lead_ids is None:
             lead_ids = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
         elif lead_ids.shape != (b, l):
             raise ValueError(f"lead_ids must be [{b}, {l}], got {lead_ids.shape}")
-        return patchify(signal, self.dims.patch_size), lead_mask, lead_ids.astype(jnp.int32)
+        return (patchify(signal, self.dims.patch_size), lead_mask, lead_ids.astype(jnp.int32),
+                (offset, scale))
 
     def _encode_tokens(self, tokens, valid, deterministic):
         """tokens [B, L, n, D], valid [B, L] (leads whose tokens may be read) -> [B, L, n, D]."""
@@ -62,35 +89,68 @@ class LAMAE(nn.Module):
             h = self.encoder(tokens.reshape(b * l, n, w), deterministic=deterministic)
         return h.reshape(b, l, n, w)
 
-    def _latents(self, h, valid, deterministic):
-        b, l, n, w = h.shape
-        lat, weights = self.latent(h.reshape(b, l * n, w), jnp.repeat(valid, n, axis=1),
-                                   deterministic=deterministic)
-        return lat, weights.reshape(b, l, n).sum(-1)
+    def _latents(self, h, visible, deterministic, ids_restore=None):
+        """h [B, L, n, D] encoder tokens (n = N, or the visible ones with ids_restore [B, L, N]),
+        visible [B, L, N] (positions with a readable token) -> latents ([B, N, K, D] for
+        latent_scope=time, [B, K, D] for global) and each lead's share of what the latents read
+        [B, L] (time: averaged over the positions with a readable token)."""
+        b, l, _, w = h.shape
+        n = visible.shape[2]
 
-    def __call__(self, signal, lead_mask, train: bool = True, lead_ids=None):
+        def full(x):  # [B, L, n, F] -> [B, L, N, F], zeros where nothing was encoded
+            if ids_restore is None:
+                return x
+            return scatter_with_mask_token(x, ids_restore, ~visible,
+                                           jnp.zeros((x.shape[-1],), x.dtype))
+
+        if self.dims.latent_scope == "global":
+            lat, weights = self.latent(full(h).reshape(b, l * n, w), visible.reshape(b, l * n),
+                                       deterministic=deterministic)
+            return lat, weights.reshape(b, l, n).sum(-1)
+
+        # time: at every patch position, the latents read that position's tokens of every lead
+        def regroup(x):  # [B, L, n, F] -> [B*N, L, F]
+            x = full(x)
+            return x.transpose(0, 2, 1, 3).reshape(b * n, l, x.shape[-1])
+
+        lat, weights = self.latent(h, visible.transpose(0, 2, 1).reshape(b * n, l),
+                                   deterministic=deterministic, regroup=regroup)
+        weights = weights.reshape(b, n, l)
+        seen = jnp.any(visible, axis=1).astype(jnp.float32)  # [B, N]
+        share = (weights * seen[..., None]).sum(1) / jnp.maximum(seen.sum(1), 1.0)[:, None]
+        return lat.reshape(b, n, -1, w), share
+
+    def __call__(self, signal, lead_mask, train: bool = True, lead_ids=None, held_out=None):
         """Masked pretraining pass (needs the 'mask' RNG; 'dropout' too when dropout > 0 and train).
 
-        Returns recon [B, L, N, P] float32 and aux: target, loss_mask, patch_mask, whole_lead_mask,
-        latent_attention ([B, L] or None); `align` adds lead_projection [B, L, E] and
+        held_out [B, L] bool (optional): leads masked whole, on top of the random masking (lead
+        reconstruction: rebuild them from the others). Returns recon [B, L, N, P] float32 in the
+        model's scaled units and aux: target (scaled patches), loss_mask, patch_mask,
+        whole_lead_mask, latent_attention ([B, L] or None), input_offset / input_scale [B, L, 1]
+        (mV = scaled * input_scale + input_offset); `align` adds lead_projection [B, L, E] and
         projection_mask [B, L] (leads with visible tokens).
         """
         d = self.dims
-        patches, lead_mask, lead_ids = self._inputs(signal, lead_mask, lead_ids)
+        patches, lead_mask, lead_ids, (offset, scale) = self._inputs(signal, lead_mask, lead_ids)
         n = patches.shape[2]
         m = sample_masking(self.make_rng("mask"), lead_mask, n, d.num_masked(n),
-                           d.whole_lead_mask_prob)
+                           d.whole_lead_mask_prob, held_out)
         tokens = gather_tokens(self.tokenizer(patches, lead_ids), m.ids_keep)
         visible_valid = lead_mask & ~m.whole_lead
         h = self._encode_tokens(tokens, visible_valid, not train)
         latents, lead_attention = None, None
         if d.cross_lead == "latent":
-            latents, lead_attention = self._latents(h, visible_valid, not train)
+            visible = ~m.patch_mask & visible_valid[..., None]  # masked positions: not readable
+            if d.latent_scope == "global":  # the visible tokens themselves are the key set
+                visible = jnp.repeat(visible_valid[..., None], h.shape[2], axis=2)
+                latents, lead_attention = self._latents(h, visible, not train)
+            else:
+                latents, lead_attention = self._latents(h, visible, not train, m.ids_restore)
         recon = self.decoder(h, m.ids_restore, m.patch_mask, lead_ids, lead_mask, latents,
                              deterministic=not train)
         aux = dict(target=patches, loss_mask=m.patch_mask & lead_mask[..., None],
                    patch_mask=m.patch_mask, whole_lead_mask=m.whole_lead,
-                   latent_attention=lead_attention)
+                   latent_attention=lead_attention, input_offset=offset, input_scale=scale)
         if d.cross_lead == "align":
             aux["lead_projection"] = self.projection(h.mean(axis=2)).astype(jnp.float32)
             aux["projection_mask"] = visible_valid
@@ -99,14 +159,15 @@ class LAMAE(nn.Module):
     def encode(self, signal, lead_mask, lead_ids=None):
         """No masking, deterministic. Returns (ecg_embedding [B, D], aux) with aux
         lead_embeddings [B, L, D] (zeros for missing leads) and lead_attention [B, L] or None."""
-        patches, lead_mask, lead_ids = self._inputs(signal, lead_mask, lead_ids)
+        patches, lead_mask, lead_ids, _ = self._inputs(signal, lead_mask, lead_ids)
         h = self._encode_tokens(self.tokenizer(patches, lead_ids), lead_mask, True)
         present = lead_mask[..., None].astype(jnp.float32)
         lead_emb = h.mean(axis=2) * present
         lead_attention = None
         if self.dims.cross_lead == "latent":
-            latents, lead_attention = self._latents(h, lead_mask, True)
-            emb = latents.mean(axis=1)
+            visible = jnp.repeat(lead_mask[..., None], h.shape[2], axis=2)
+            latents, lead_attention = self._latents(h, visible, True)
+            emb = latents.reshape(latents.shape[0], -1, latents.shape[-1]).mean(axis=1)
         else:  # mean over present leads (= over present tokens: every lead has N tokens)
             emb = lead_emb.sum(axis=1) / jnp.maximum(present.sum(axis=1), 1.0)
         return emb, dict(lead_embeddings=lead_emb, lead_attention=lead_attention)

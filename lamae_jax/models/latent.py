@@ -29,13 +29,18 @@ class LatentAttention(nn.Module):
     attention_impl: str | None = None
 
     @nn.compact
-    def __call__(self, tokens: jnp.ndarray, token_mask: jnp.ndarray, *, deterministic: bool = True):
+    def __call__(self, tokens: jnp.ndarray, token_mask: jnp.ndarray, *, deterministic: bool = True,
+                 regroup=None):
         """tokens [B, S, D], token_mask [B, S] -> (latents [B, K, D] f32, weights [B, S] f32).
 
         weights[b] sums to 1 over attendable tokens (0 everywhere if none is attendable).
+        `regroup(x)` (optional) maps per-token arrays [..., F] to the sets the latents read,
+        [B', S', F]: keys and values are projected before it, so tokens that regrouping only
+        pads (masked positions) cost nothing. token_mask must then already be [B', S'].
         """
-        b, _, width = tokens.shape
+        width = tokens.shape[-1]
         head_dim = width // self.num_heads
+        b = token_mask.shape[0]
         init = self.param("latents", nn.initializers.normal(0.02), (self.num_latents, width))
         lat = jnp.broadcast_to(init[None], (b, self.num_latents, width))
 
@@ -46,6 +51,9 @@ class LatentAttention(nn.Module):
         q = proj("query", nn.LayerNorm(dtype=self.dtype, name="ln_latents")(lat))
         kv = nn.LayerNorm(dtype=self.dtype, name="ln_tokens")(tokens)
         k, v = proj("key", kv), proj("value", kv)
+        if regroup is not None:
+            k, v = (regroup(a.reshape(a.shape[:-2] + (-1,))).reshape(
+                (b, -1, self.num_heads, head_dim)) for a in (k, v))
         logits = jnp.einsum("bkhd,bshd->bhks", q, k, preferred_element_type=jnp.float32)
         logits = logits / jnp.sqrt(jnp.float32(head_dim))
         logits = jnp.where(token_mask[:, None, None, :], logits, -1e30)

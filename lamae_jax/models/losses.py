@@ -6,6 +6,37 @@ import jax
 import jax.numpy as jnp
 
 
+def _norm_pix(target: jnp.ndarray, eps: float = 1e-6) -> jnp.ndarray:
+    mean = target.mean(axis=-1, keepdims=True)
+    var = target.var(axis=-1, keepdims=True)
+    return (target - mean) / jnp.sqrt(var + eps)
+
+
+def masked_patch_sums(recon: jnp.ndarray, target: jnp.ndarray, loss_mask: jnp.ndarray,
+                      norm_pix: bool = False) -> dict:
+    """Additive sums over masked patches (so batches and hosts can be pooled before dividing):
+    count (samples), sse, sum and sum of squares of the target.
+
+    explained_variance(sums) = 1 - MSE / variance of the target over those samples; the zero
+    predictor's MSE is sum_sq / count. Pretraining quality as a number, not an impression.
+    """
+    recon = recon.astype(jnp.float32)
+    target = target.astype(jnp.float32)
+    if norm_pix:
+        target = _norm_pix(target)
+    w = jnp.broadcast_to(loss_mask[..., None], target.shape).astype(jnp.float32)
+    return {"count": jnp.sum(w), "sse": jnp.sum(w * (recon - target) ** 2),
+            "sum": jnp.sum(w * target), "sum_sq": jnp.sum(w * target ** 2)}
+
+
+def explained_variance(sums: dict) -> dict:
+    """From (pooled) masked_patch_sums: mse, zero_mse (predict 0), var and ev = 1 - mse / var."""
+    n = max(float(sums["count"]), 1.0)
+    mse, zero = float(sums["sse"]) / n, float(sums["sum_sq"]) / n
+    var = max(zero - (float(sums["sum"]) / n) ** 2, 1e-12)
+    return {"mse": mse, "zero_mse": zero, "var": var, "ev": 1.0 - mse / var}
+
+
 def masked_patch_mse(recon: jnp.ndarray, target: jnp.ndarray, loss_mask: jnp.ndarray,
                      norm_pix: bool = False, eps: float = 1e-6) -> jnp.ndarray:
     """Mean squared error over the patches where loss_mask is True.
@@ -17,9 +48,7 @@ def masked_patch_mse(recon: jnp.ndarray, target: jnp.ndarray, loss_mask: jnp.nda
     recon = recon.astype(jnp.float32)
     target = target.astype(jnp.float32)
     if norm_pix:
-        mean = target.mean(axis=-1, keepdims=True)
-        var = target.var(axis=-1, keepdims=True)
-        target = (target - mean) / jnp.sqrt(var + eps)
+        target = _norm_pix(target, eps)
     per_patch = jnp.mean((recon - target) ** 2, axis=-1)
     w = loss_mask.astype(jnp.float32)
     return jnp.sum(per_patch * w) / jnp.maximum(jnp.sum(w), 1.0)

@@ -20,11 +20,12 @@ class Masking(NamedTuple):
 
 
 def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num_masked: int,
-                   whole_lead_prob: float = 0.0) -> Masking:
+                   whole_lead_prob: float = 0.0, held_out: jnp.ndarray | None = None) -> Masking:
     """Mask exactly `num_masked` of `num_patches` patches in every lead, independently per lead.
 
     With `whole_lead_prob` > 0 each present lead is also masked entirely with that probability,
-    but at least one present lead per example always stays partly visible.
+    but at least one present lead per example always stays partly visible. `held_out` [B, L]
+    bool masks those leads whole as well (evaluation of lead reconstruction; not re-balanced).
     """
     b, l = lead_mask.shape
     n_keep = num_patches - num_masked
@@ -45,7 +46,9 @@ def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num
         spare = jnp.argmin(jnp.where(lead_mask, u, jnp.inf), axis=1)
         spare = jax.nn.one_hot(spare, l, dtype=jnp.int32).astype(bool)
         whole = whole & ~(nothing_left[:, None] & spare)
-        patch_mask = patch_mask | whole[..., None]
+    if held_out is not None:
+        whole = whole | (held_out.astype(bool) & lead_mask)
+    patch_mask = patch_mask | whole[..., None]
     return Masking(ids_shuffle[..., :n_keep], ids_restore, patch_mask, whole)
 
 

@@ -10,17 +10,22 @@ import dataclasses
 from typing import Any
 
 CROSS_LEAD = ("latent", "none", "joint", "align")
+LATENT_SCOPES = ("time", "global")
+INPUT_NORMS = ("fixed", "record", "lead")
 
 # encoder/decoder widths, depths and heads; latents. `base` is the paper scale (ViT-B encoder).
 SIZES: dict[str, dict[str, int]] = {
     "tiny": dict(encoder_width=32, encoder_depth=1, encoder_heads=2, decoder_width=32,
-                 decoder_depth=1, decoder_heads=2, num_latents=4, latent_depth=1),
+                 decoder_depth=1, decoder_heads=2, num_latents=4, latent_depth=1,
+                 time_latents=2),
     # small = CPU demo: sized for ~0.4 s per fwd+bwd step at batch 32 on 2 cores (the full-length
     # decoder dominates: 12 x 50 tokens per ECG).
     "small": dict(encoder_width=128, encoder_depth=3, encoder_heads=4, decoder_width=64,
-                  decoder_depth=1, decoder_heads=2, num_latents=16, latent_depth=2),
+                  decoder_depth=1, decoder_heads=2, num_latents=16, latent_depth=2,
+                  time_latents=2),
     "base": dict(encoder_width=768, encoder_depth=12, encoder_heads=12, decoder_width=256,
-                 decoder_depth=4, decoder_heads=8, num_latents=16, latent_depth=2),
+                 decoder_depth=4, decoder_heads=8, num_latents=16, latent_depth=2,
+                 time_latents=4),
 }
 
 
@@ -39,8 +44,20 @@ class ModelDims:
     decoder_width: int = 32
     decoder_depth: int = 1
     decoder_heads: int = 2
-    num_latents: int = 4
+    num_latents: int = 4  # latent_scope=global: latents per ECG
     latent_depth: int = 1
+    # latent_scope=time: `time_latents` latents at every patch position read the leads' visible
+    # tokens of that position (a time-resolved cross-lead bottleneck); global: `num_latents`
+    # latents read every visible token of every lead (one bottleneck for the whole ECG).
+    latent_scope: str = "time"
+    time_latents: int = 2
+    # Amplitude scaling inside the model, so training, evaluation and embed() see the same:
+    # fixed = mV x input_scale (keeps absolute amplitude, which is diagnostic, and the linear
+    # relations between leads, e.g. III = II - I; lets nothing cross leads); record = z-score over
+    # the present leads of each record (a record-wide statistic crosses leads); lead = z-score
+    # each lead. Raw mV (fixed, scale 1) next to unit-size position embeddings does not learn.
+    input_norm: str = "fixed"
+    input_scale: float = 5.0
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     dtype: str = "float32"
@@ -62,6 +79,12 @@ def resolve(model_config: Any) -> ModelDims:
     cross_lead = get("cross_lead", "latent")
     if cross_lead not in CROSS_LEAD:
         raise ValueError(f"model.cross_lead={cross_lead!r}: use one of {CROSS_LEAD}")
+    scope = get("latent_scope", "time")
+    if scope not in LATENT_SCOPES:
+        raise ValueError(f"model.latent_scope={scope!r}: use one of {LATENT_SCOPES}")
+    input_norm = get("input_norm", "fixed")
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"model.input_norm={input_norm!r}: use one of {INPUT_NORMS}")
     dims = dict(SIZES[size])
     for name in dims:
         value = get(name, 0) or 0
@@ -81,6 +104,9 @@ def resolve(model_config: Any) -> ModelDims:
         dtype=str(get("dtype", "float32")),
         remat=bool(get("remat", False)),
         attention_impl=impl,
+        latent_scope=scope,
+        input_norm=input_norm,
+        input_scale=float(get("input_scale", 5.0)),
         **dims,
     )
     for prefix in ("encoder", "decoder"):
@@ -93,6 +119,8 @@ def resolve(model_config: Any) -> ModelDims:
         raise ValueError(f"model.mask_ratio={out.mask_ratio} must lie in (0, 1)")
     if not 0.0 <= out.whole_lead_mask_prob < 1.0:
         raise ValueError(f"model.whole_lead_mask_prob={out.whole_lead_mask_prob} must lie in [0, 1)")
+    if not out.input_scale > 0:
+        raise ValueError(f"model.input_scale={out.input_scale} must be > 0")
     if out.dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"model.dtype={out.dtype!r}: use float32, bfloat16 or float16")
     return out

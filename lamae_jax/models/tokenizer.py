@@ -33,7 +33,9 @@ class LeadTokenizer(nn.Module):
 
     @nn.compact
     def __call__(self, patches: jnp.ndarray, lead_ids: jnp.ndarray) -> jnp.ndarray:
-        x = nn.Dense(self.width, dtype=self.dtype, name="patch_embed")(patches)
+        # MAE's init: xavier_uniform for the patch embedding, as for every other linear map.
+        x = nn.Dense(self.width, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform(),
+                     name="patch_embed")(patches)
         pos = sincos_1d(patches.shape[2], self.width)
         lead = nn.Embed(self.num_leads, self.width, embedding_init=nn.initializers.normal(0.02),
                         name="lead_embed")(lead_ids)

@@ -71,6 +71,9 @@ class Block(nn.Module):
     deterministic: bool = True
     cross: bool = False
     attention_impl: str | None = None
+    # "group": ctx [G, S, D] serves groups of consecutive rows of x (one ECG's leads);
+    # "time": x [B*L, N, D] leads, ctx [B*N, S, D] per patch position: token (b, l, t) reads ctx[b, t].
+    cross_layout: str = "group"
 
     @nn.compact
     def __call__(self, x, key_mask=None, ctx=None, ctx_mask=None):
@@ -79,7 +82,18 @@ class Block(nn.Module):
         y = MultiHeadAttention(self.num_heads, self.dtype, self.attention_impl,
                                name="self_attn")(y, y, key_mask)
         x = x + drop(y, deterministic=self.deterministic)
-        if self.cross:
+        if self.cross and self.cross_layout == "time":
+            y = nn.LayerNorm(dtype=self.dtype, name="ln_cross")(x)
+            rows, n, w = x.shape
+            b = ctx.shape[0] // n
+            if b * n != ctx.shape[0] or rows % b:
+                raise ValueError(f"ctx rows {ctx.shape[0]} do not match x {x.shape} per position")
+            y = y.reshape(b, rows // b, n, w).transpose(0, 2, 1, 3).reshape(b * n, rows // b, w)
+            y = MultiHeadAttention(self.num_heads, self.dtype, self.attention_impl,
+                                   name="cross_attn")(y, ctx, ctx_mask)
+            y = y.reshape(b, n, rows // b, w).transpose(0, 2, 1, 3).reshape(x.shape)
+            x = x + drop(y, deterministic=self.deterministic)
+        elif self.cross:
             y = nn.LayerNorm(dtype=self.dtype, name="ln_cross")(x)
             # ctx may serve groups of consecutive rows of x (the 12 leads of one ECG read that
             # ECG's latents): fold each group's queries into one row instead of repeating ctx
@@ -107,12 +121,13 @@ class Transformer(nn.Module):
     cross: bool = False
     remat: bool = False
     attention_impl: str | None = None
+    cross_layout: str = "group"
 
     @nn.compact
     def __call__(self, x, key_mask=None, ctx=None, ctx_mask=None, *, deterministic: bool = True):
         block_cls = nn.remat(Block) if self.remat else Block
         for i in range(self.depth):
             x = block_cls(self.num_heads, self.mlp_ratio, self.dropout, self.dtype, deterministic,
-                          self.cross, self.attention_impl, name=f"block_{i}")(
+                          self.cross, self.attention_impl, self.cross_layout, name=f"block_{i}")(
                               x, key_mask, ctx, ctx_mask)
         return nn.LayerNorm(dtype=self.dtype, name="ln_final")(x).astype(jnp.float32)

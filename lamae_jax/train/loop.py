@@ -181,17 +181,18 @@ def make_eval_step(config, model):
     norm_pix = bool(config.model.norm_pix_loss)
 
     def eval_step(state: TrainState, batch, index):
-        # Fixed masks per eval batch (independent of the training step): val losses are comparable.
+        # Fixed masks per eval batch (independent of the training step): val metrics are comparable
+        # between steps and runs of the same seed.
+        from lamae_jax.models import losses
         key = jax.random.fold_in(jax.random.fold_in(state.rng, 2), index)
         recon, aux = model.apply({"params": state.params}, batch["signal"], batch["lead_mask"],
                                  train=False, rngs={"mask": key})
         mask = aux["loss_mask"] & batch["valid"][:, None, None]
-        count = jnp.sum(mask).astype(jnp.float32)
-        loss = loss_fn(recon, aux["target"], mask, norm_pix)
-        total = jnp.where(count > 0, loss * count, 0.0)
+        sums = losses.masked_patch_sums(recon, aux["target"], mask, norm_pix)
         sample = {"recon": recon[0], "target": aux["target"][0], "patch_mask": aux["patch_mask"][0],
-                  "lead_mask": batch["lead_mask"][0]}
-        return total, count, sample
+                  "lead_mask": batch["lead_mask"][0], "offset": aux["input_offset"][0],
+                  "scale": aux["input_scale"][0]}
+        return sums, sample
 
     return eval_step
 
@@ -256,28 +257,38 @@ def _write_config(config, workdir: str, data_dir: str) -> None:
 
 
 def _evaluate(config, state, eval_step, data_dir, mesh, writer, workdir, step):
-    total, count, sample = 0.0, 0.0, None
+    """Validation on a fixed mask: val_loss (masked-patch MSE, the model's scaled units), val_ev
+    (explained variance of the masked patches), val_zero_mse (predicting 0); a reconstruction
+    plot of the first validation ECG. Returns the metrics dict, or None without val records."""
+    from lamae_jax.models import losses
+    pooled, sample = None, None
     for i, batch in enumerate(make_eval_iterator(config, data_dir)):
         if config.eval_batches and i >= config.eval_batches:
             break
         arrays = sharding.global_batch(
             {k: batch[k] for k in ("signal", "lead_mask", "valid")}, mesh)
-        t, c, s = eval_step(state, arrays, jnp.int32(i))
-        total, count = total + float(t), count + float(c)
+        sums, s = eval_step(state, arrays, jnp.int32(i))
+        sums = {k: float(v) for k, v in jax.device_get(sums).items()}
+        pooled = sums if pooled is None else {k: pooled[k] + sums[k] for k in sums}
         sample = sample if sample is not None else s
-    if count == 0:
+    if pooled is None or pooled["count"] == 0:
         writer.log(f"step {step}: no validation records, skipping validation")
         return None
-    val_loss = total / count
-    writer.write(step, {"val_loss": val_loss})
-    writer.log(f"step {step}: val_loss {val_loss:.4f}")
+    ev = losses.explained_variance(pooled)
+    metrics = {"val_loss": ev["mse"], "val_ev": ev["ev"], "val_zero_mse": ev["zero_mse"]}
+    writer.write(step, metrics)
+    writer.log(f"step {step}: val_loss {ev['mse']:.4f} (zero predictor {ev['zero_mse']:.4f}), "
+               f"masked-patch explained variance {ev['ev']:.3f}")
     if writer.enabled and sample is not None:
         from lamae_jax.train import recon_plots
         s = jax.device_get(sample)
-        recon_plots.plot_reconstruction(os.path.join(workdir, "plots", f"step_{step:07d}.png"),
-                                     s["target"], s["recon"], s["patch_mask"], s["lead_mask"],
-                                     title=f"step {step}  val_loss {val_loss:.4f}")
-    return val_loss
+        recon_plots.plot_reconstruction(
+            os.path.join(workdir, "plots", f"step_{step:07d}.png"), s["target"], s["recon"],
+            s["patch_mask"], s["lead_mask"], offset=s["offset"], scale=s["scale"],
+            norm_pix=bool(config.model.norm_pix_loss),
+            title=f"step {step}: first validation ECG, fixed mask; masked-patch EV "
+                  f"{ev['ev']:.3f} over the validation batches")
+    return metrics
 
 
 def _check_finite(history, step_offset: int, mgr) -> None:
@@ -296,7 +307,8 @@ def _check_finite(history, step_offset: int, mgr) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains to config.total_steps (resuming from workdir); returns a summary dict.
 
-    summary: {'step', 'preempted', 'val_loss', 'final_loss', 'data_dir'}.
+    summary: {'step', 'preempted', 'val_loss', 'val_ev', 'val_zero_mse', 'final_loss', 'data_dir'}
+    (the val_* of the last validation, None if none ran).
     """
     validate_config(config)
     workdir = paths.normalize(workdir)  # absolute local path, or a gs://... URI kept as is
@@ -343,7 +355,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     watcher = checkpoints.PreemptionWatcher()
     timer, history, hist_start = StepTimer(), [], start
-    val_loss, last_loss, preempted, step = None, None, False, start
+    val, last_loss, preempted, step = None, None, False, start
     try:
         while step < config.total_steps:
             if watcher.should_stop(step):
@@ -373,9 +385,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 writer.progress(step, last_loss, config.batch_size / dt, dt)
                 history, hist_start = [], step
             if evaluate:
-                val_loss = _evaluate(config, state, eval_step, data_dir, mesh, writer, workdir, step)
+                val = _evaluate(config, state, eval_step, data_dir, mesh, writer, workdir, step)
             if save:
-                checkpoints.save(mgr, step, state, train_iter, val_loss if evaluate else None)
+                checkpoints.save(mgr, step, state, train_iter,
+                                 val["val_loss"] if evaluate and val else None)
             if evaluate or save:
                 timer.reset()
         if preempted or history:
@@ -386,6 +399,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if preempted:
                 writer.log(f"preempted: saved a checkpoint at step {step}; rerun the same command "
                            f"to resume")
+        if val is not None:
+            writer.log(f"finished at step {step}: masked-patch explained variance "
+                       f"{val['val_ev']:.3f} (val_loss {val['val_loss']:.4f}, zero predictor "
+                       f"{val['val_zero_mse']:.4f})")
         mgr.wait_until_finished()
     finally:
         watcher.close()
@@ -393,5 +410,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         mgr.close()
         if hasattr(train_iter, "close"):  # stops Grain worker processes (num_workers > 0)
             train_iter.close()
-    return {"step": step, "preempted": preempted, "val_loss": val_loss, "final_loss": last_loss,
-            "data_dir": data_dir}
+    return {"step": step, "preempted": preempted, "final_loss": last_loss, "data_dir": data_dir,
+            "val_loss": val and val["val_loss"], "val_ev": val and val["val_ev"],
+            "val_zero_mse": val and val["val_zero_mse"]}

@@ -45,11 +45,13 @@ def make_schedule(config) -> optax.Schedule:
     return optax.join_schedules([warmup, cosine], [warm])
 
 
-def _decay_mask(params):
-    """Weight decay on matrices only: not on biases, norm scales, tokens or embeddings' 1-D params."""
+def decay_mask(params):
+    """MAE's rule: weight decay on the weight matrices of linear maps (every Dense/DenseGeneral
+    `kernel`, the patch embedding and heads included); none on biases, LayerNorm scales, lead
+    embeddings (`embedding`), the mask token or the learned latents. Decided by the leaf's own
+    name, never by a substring of its path (a path through `tokenizer` is not a token)."""
     def keep(path, x):
-        names = "/".join(str(getattr(k, "key", k)) for k in path).lower()
-        return x.ndim >= 2 and not any(s in names for s in ("norm", "bias", "token"))
+        return str(getattr(path[-1], "key", path[-1])) == "kernel"
     return jax.tree_util.tree_map_with_path(keep, params)
 
 
@@ -58,7 +60,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
     return optax.chain(
         optax.clip_by_global_norm(o.grad_clip),
         optax.adamw(make_schedule(config), b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
-                    mask=_decay_mask))
+                    mask=decay_mask))
 
 
 def _dummy_inputs(config, batch: int = 1):

@@ -88,10 +88,32 @@ def test_schedule_and_weight_decay_mask():
     sched = state.make_schedule(c)
     assert float(sched(0)) == 0.0 and np.isclose(float(sched(10)), 2e-3)  # lr x 512 / 256
     assert float(sched(55)) < 2e-3 and np.isclose(float(sched(100)), 0.0, atol=1e-9)
-    mask = state._decay_mask({"dense": {"kernel": np.ones((2, 3)), "bias": np.ones(3)},
-                                "norm": {"scale": np.ones(3)}, "mask_token": np.ones((1, 3))})
-    assert mask == {"dense": {"kernel": True, "bias": False}, "norm": {"scale": False},
-                    "mask_token": False}
+
+
+@pytest.mark.parametrize("cross_lead", ["latent", "align"])
+def test_weight_decay_mask_on_the_real_base_tree(cross_lead):
+    """On the real `base` parameter tree (shapes only): every Dense kernel decays, including the
+    patch embedding under `tokenizer` and the heads; no bias, norm scale, embedding, mask token
+    or latent does."""
+    c = config("paper")
+    c.model.cross_lead = cross_lead
+    tree = state.abstract_params(c)
+    mask = state.decay_mask(tree)
+    flat = {"/".join(str(getattr(k, "key", k)) for k in path): v
+            for path, v in jax.tree_util.tree_leaves_with_path(mask)}
+    assert flat["tokenizer/patch_embed/kernel"] is True
+    assert flat["decoder/head/kernel"] is True and flat["decoder/embed/kernel"] is True
+    assert flat["tokenizer/lead_embed/embedding"] is False
+    assert flat["decoder/mask_token"] is False and flat["decoder/lead_embed/embedding"] is False
+    if cross_lead == "latent":
+        assert flat["latent/latents"] is False and flat["latent/query/kernel"] is True
+    else:
+        assert any(k.startswith("projection/") and k.endswith("kernel") and v
+                   for k, v in flat.items())
+    for name, decayed in flat.items():
+        leaf = name.rsplit("/", 1)[-1]
+        assert decayed == (leaf == "kernel"), name
+    assert sum(flat.values()) > 50  # base: dozens of kernels
 
 
 def test_smoke_loss_falls_on_8_device_fsdp_mesh(tmp_path, cache_dir):
