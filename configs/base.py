@@ -1,7 +1,7 @@
 """LAMAE pretraining configuration.
 
   --config=configs/base.py          paper scale (ViT-B encoder), MIMIC-IV-ECG
-  --config=configs/base.py:demo     small model, embedded synthetic data, ~10 min on 2 CPU cores
+  --config=configs/base.py:demo     small model, embedded synthetic data, ~7 min of training on 2 CPU cores
   --config=configs/base.py:smoke    tiny, for tests
 Overrides: --config.model.cross_lead=none --config.total_steps=1000 --config.data.root=/shards
 """
@@ -26,7 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.size = "base"  # tiny | small | base; widths below override when > 0
     c.model.cross_lead = "latent"  # latent (LAMAE) | none | joint (ST-MEM) | align (CLOCS-style)
     c.model.num_leads = 12
-    c.model.num_samples = 2500
+    c.model.num_samples = 2500  # record length of the data (10 s at 250 Hz): crop_samples <= it; not a model input
     c.model.patch_size = 50
     c.model.mask_ratio = 0.75
     c.model.whole_lead_mask_prob = 0.0
@@ -88,13 +88,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.latent_depth = 1
         # float32: bf16 is emulated on CPU, slower and coarser there.
         c.model.dtype = "float32"
-        c.total_steps = 600
+        c.total_steps = 400
         c.batch_size = 32
         c.log_every = 20
         c.eval_every = 200
         c.eval_batches = 4
         # peak lr 1e-3 (= base_lr x 32 / 256): the paper rate scaled to batch 32 (1.9e-5) leaves a
-        # 600-step run at the zero predictor.
+        # 400-step run at the zero predictor.
         c.optim.base_lr = 8e-3
         c.optim.warmup_steps = 50
         c.checkpoint.every = 200

@@ -8,12 +8,14 @@ record once), then for each label fraction of training subjects and each seed fi
                         settings (one entry per fraction x seed), skipped draws, excluded codes
   W/eval/results.md     the same as Markdown tables
   W/eval/label_efficiency.png, W/eval/lead_attention.png (latent variant)
-Full fine-tuning is not implemented (linear probing only).
+--init random probes the same architecture with random weights (the control, W/eval-random).
+Unlabelled records (manifest labelled=0) take no part. Full fine-tuning is not implemented.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -78,18 +80,20 @@ def evaluate_embeddings(embedded: dict, data_dir: str, *, codes: str = "all",
     from lamae_jax.eval import protocol as label_efficiency
     from lamae_jax.data.dataset import PreprocessedECG
 
+    from lamae_jax.data.tasks import task_columns
+
     ds = {s: PreprocessedECG(data_dir, s) for s in SPLITS}
     check_labels(data_dir)
     vocab = list(ds["train"].vocabulary)
-    labels = {s: ds[s].label_matrix() for s in SPLITS}
-    subjects = {s: np.asarray(ds[s].manifest["subject_id"], np.int64) for s in SPLITS}
+    # Unlabelled records (no label row) are not negatives: they take no part in probing.
+    rows = {s: np.asarray(ds[s].labelled, bool) for s in SPLITS}
+    labels = {s: ds[s].label_matrix()[rows[s]] for s in SPLITS}
+    subjects = {s: np.asarray(ds[s].manifest["subject_id"], np.int64)[rows[s]] for s in SPLITS}
     subset = None
-    if codes == "salient":
-        subset = ds["train"].labels_info.get("salient") or []
+    if codes != "all":
+        subset = task_columns(data_dir, codes).names  # ValueError naming the tasks on offer
         if not subset:
-            raise ValueError(f"{data_dir}/labels.json lists no ECG-salient codes in its vocabulary")
-    elif codes != "all":
-        raise ValueError(f"--codes must be 'all' or 'salient', got {codes!r}")
+            raise ValueError(f"{data_dir}/labels.json: label task {codes!r} has no codes")
     keep, dropped = label_efficiency.select_codes(vocab, labels["train"], labels["test"], subset)
     if not keep:
         reasons = {}
@@ -98,11 +102,16 @@ def evaluate_embeddings(embedded: dict, data_dir: str, *, codes: str = "all",
         raise ValueError(f"no code can be evaluated in {data_dir}: of {len(vocab)} codes, "
                          + "; ".join(f"{n} {why}" for why, n in reasons.items())
                          + " (a larger dataset or --codes all may help)")
+    # ancestor codes with identical labels (I45 / I451 / I4510) count once, listing the aliases
+    kept, aliases = label_efficiency.collapse_identical([vocab[j] for j in keep],
+                                                        {s: labels[s][:, keep] for s in SPLITS})
+    keep = [keep[i] for i in kept]
     names = [vocab[j] for j in keep]
-    emb = {s: embedded[s]["embeddings"] for s in SPLITS}
+    emb = {s: embedded[s]["embeddings"][rows[s]] for s in SPLITS}
     results = label_efficiency.run(emb, {s: labels[s][:, keep] for s in SPLITS}, subjects, names,
                                    fractions=fractions, seeds=seeds, n_boot=n_boot, l2_grid=l2_grid)
     results["excluded_codes"] = dropped
+    results["aliases"] = aliases
     return results
 
 
@@ -134,11 +143,13 @@ def write_reports(results: dict, out_dir: pathlib.Path, embedded: dict | None = 
 def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None = None,
                      best: bool = True, codes: str = "all", fractions=(0.01, 0.1, 1.0), seeds: int = 3,
                      n_boot: int = 200, batch_size: int = 64, out_dir: str | None = None,
-                     cache_embeddings: bool = True) -> dict:
+                     cache_embeddings: bool = True, init: str = "pretrained") -> dict:
     """Everything the CLI does; returns the results dict (written by process 0 only).
 
-    Embeddings are cached in W/embeddings/ per (step, data dir): re-probing with other codes or
-    fractions does not re-embed."""
+    init="random": the control every representation figure needs: the same architecture
+    (W's config) with freshly initialised weights (seed config.seed), under the same protocol;
+    written to W/eval-random by default. Embeddings are cached in W/embeddings/ per (step or
+    'random', data dir): re-probing with other codes or fractions does not re-embed."""
     import jax
 
     from lamae_jax import models
@@ -146,10 +157,19 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
 
     from lamae_jax.train import checkpoints
 
-    used_step = _step_of(workdir, step, best)  # clear errors: not a workdir, no checkpoint
-    data_dir = embedding.resolve_data_dir(workdir, checkpoints.load_config(workdir), data)
-    check_labels(data_dir)  # before restoring or embedding anything
-    model, params, config = embedding.load_model(workdir, step=used_step)
+    if init not in ("pretrained", "random"):
+        raise ValueError(f"init must be 'pretrained' or 'random', got {init!r}")
+    config = checkpoints.load_config(workdir)  # a clear error when W is not a training workdir
+    data_dir = embedding.resolve_data_dir(workdir, config, data)
+    if init == "random":
+        used_step = "random"
+        check_labels(data_dir)
+        model = models.build(config.model)
+        params = random_params(config)
+    else:
+        used_step = _step_of(workdir, step, best)  # clear errors: not a workdir, no checkpoint
+        check_labels(data_dir)  # before restoring or embedding anything
+        model, params, config = embedding.load_model(workdir, step=used_step)
     cache = _cache_path(workdir, used_step, data_dir) if cache_embeddings else None
     embedded = _load_cache(cache, data_dir) if cache else None
     if embedded is None:
@@ -167,14 +187,60 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
                        "cross_lead": config.model.cross_lead, "size": config.model.size, "codes": codes,
                        "n_boot": n_boot, "seeds": seeds, "fractions": list(fractions),
                        "embedding_dim": int(embedded["test"]["embeddings"].shape[1]),
-                       "num_params": models.param_count(params), "finetune": "not implemented"}
-    out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir).expanduser() / "eval"
+                       "num_params": models.param_count(params), "init": init}
+    default_out = "eval" if init == "pretrained" else "eval-random"
+    out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir).expanduser() / default_out
     write_reports(results, out, embedded, data_dir,
-                  title=f"Linear probe: {config.model.cross_lead} ({config.model.size})")
+                  title=f"Linear probe: {config.model.cross_lead} ({config.model.size}), "
+                        f"{'step ' + str(used_step) if init == 'pretrained' else 'random init'}")
     return results
 
 
-def _cache_path(workdir: str, step: int, data_dir: str) -> pathlib.Path:
+def evaluate_with_control(workdir: str, *, out_dir: str | None = None, **kw) -> dict:
+    """The pretrained encoder and its control (same architecture, random weights) under the same
+    protocol and bootstrap resamples; writes W/eval/control.{json,md} with the paired differences
+    pretrained - random (macro AUROC/AUPRC, 95 % CI) per label fraction."""
+    from lamae_jax.eval.compare import paired_differences
+
+    rows = {}
+    for init in ("pretrained", "random"):
+        sub = None if out_dir is None else os.path.join(out_dir, "eval" if init == "pretrained"
+                                                         else "eval-random")
+        rows[init] = {"results": evaluate_workdir(workdir, init=init, out_dir=sub, **kw)}
+    if not rows["pretrained"]["results"]:  # not process 0
+        return {}
+    diffs = paired_differences(rows, reference="pretrained").get("pretrained - random", {})
+    out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir).expanduser() / "eval"
+    summary = {init: {k: {m: v.get(m) for m in ("macro_auroc", "macro_auroc_ci", "n_seeds")}
+                      for k, v in r["results"]["summary"].items()} for init, r in rows.items()}
+    control = {"meta": rows["pretrained"]["results"]["meta"], "summary": summary,
+               "pretrained_minus_random": diffs}
+    (out / "control.json").write_text(json.dumps(control, indent=1, default=_json_default))
+    lines = ["# Pretrained encoder vs its random-init control", "",
+             f"Same architecture, same protocol and bootstrap resamples; codes: {kw.get('codes', 'all')}; "
+             f"checkpoint step {control['meta']['step']}.", "",
+             "| labels | pretrained | random init | pretrained - random [95 % CI] |",
+             "|---|---|---|---|"]
+    for key, d in diffs.items():
+        p, r = summary["pretrained"][key], summary["random"][key]
+        lo, hi = d["auroc"]["ci"]
+        lines.append(f"| {key} | {p['macro_auroc']:.3f} | {r['macro_auroc']:.3f} | "
+                     f"{d['auroc']['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+    (out / "control.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[4:]), flush=True)
+    return control
+
+
+def random_params(config):
+    """Freshly initialised parameters of config's model (seed config.seed): the control."""
+    import jax
+
+    from lamae_jax.train import state
+
+    return jax.jit(functools.partial(state.init_params, config))()
+
+
+def _cache_path(workdir: str, step, data_dir: str) -> pathlib.Path:
     import hashlib
 
     tag = hashlib.sha1(os.path.abspath(data_dir).encode()).hexdigest()[:10]
@@ -212,23 +278,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latest", action="store_true", help="use the latest checkpoint instead of the best")
     ap.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0],
                     help="fractions of training subjects with labels (default 0.01,0.1,1.0)")
-    ap.add_argument("--codes", choices=("all", "salient"), default="all")
+    ap.add_argument("--codes", default="all",
+                    help="label task: all, salient (MIMIC), or a group of the data's labels.json "
+                         "(PTB-XL: diagnostic, subclass, form, rhythm; Challenge: scored)")
+    ap.add_argument("--init", choices=("pretrained", "random"), default="pretrained",
+                    help="random: the same architecture with random weights (the control), "
+                         "written to W/eval-random")
     ap.add_argument("--seeds", type=int, default=3, help="subsampling seeds per fraction < 1")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the CIs")
     ap.add_argument("--batch-size", type=int, default=64, help="records per host per embedding step")
     ap.add_argument("--out", default=None, help="output folder (default W/eval)")
     ap.add_argument("--no-cache", action="store_true", help="re-embed even if W/embeddings/ has them")
+    ap.add_argument("--control", action="store_true",
+                    help="also probe the random-init control and write W/eval/control.{json,md} "
+                         "(paired bootstrap differences pretrained - random)")
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.bootstrap < 0 or args.batch_size < 1:
         ap.error("--seeds and --batch-size must be >= 1, --bootstrap >= 0")
 
     from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
+    kw = dict(data=args.data, step=args.step, best=not args.latest, codes=args.codes,
+              fractions=args.label_fractions, seeds=args.seeds, n_boot=args.bootstrap,
+              batch_size=args.batch_size, cache_embeddings=not args.no_cache)
     try:
-        results = evaluate_workdir(args.workdir, data=args.data, step=args.step, best=not args.latest,
-                                   codes=args.codes, fractions=args.label_fractions, seeds=args.seeds,
-                                   n_boot=args.bootstrap, batch_size=args.batch_size, out_dir=args.out,
-                                   cache_embeddings=not args.no_cache)
+        if args.control:
+            evaluate_with_control(args.workdir, out_dir=args.out, **kw)
+            return 0
+        results = evaluate_workdir(args.workdir, out_dir=args.out, init=args.init, **kw)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -84,14 +84,17 @@ def abstract_train_state(config) -> TrainState:
     return jax.eval_shape(functools.partial(init_train_state, config, model, tx))
 
 
+def init_params(config) -> Any:
+    """The parameters a run of `config` starts from (the same keys as init_train_state): the
+    random-init control of evaluation."""
+    model = build_model(config)
+    rng = jax.random.PRNGKey(config.seed)
+    k_params, k_mask, k_drop = jax.random.split(jax.random.fold_in(rng, 0), 3)
+    signal, lead_mask = _dummy_inputs(config)
+    return model.init({"params": k_params, "mask": k_mask, "dropout": k_drop},
+                      signal, lead_mask, train=True)["params"]
+
+
 def abstract_params(config) -> Any:
     """ShapeDtypeStruct tree of the parameters alone: what evaluation restores (no optimizer)."""
-    model = build_model(config)
-
-    def init():
-        rng = jax.random.PRNGKey(config.seed)
-        k_params, k_mask, k_drop = jax.random.split(jax.random.fold_in(rng, 0), 3)
-        signal, lead_mask = _dummy_inputs(config)
-        return model.init({"params": k_params, "mask": k_mask, "dropout": k_drop},
-                          signal, lead_mask, train=True)["params"]
-    return jax.eval_shape(init)
+    return jax.eval_shape(functools.partial(init_params, config))

@@ -39,16 +39,32 @@ def workdir(tmp_path_factory):
 
 
 def test_evaluate_cli_writes_results(workdir, capsys):
-    w, _ = workdir
+    w, data_dir = workdir
     assert evaluate_main(["--workdir", str(w), "--label-fractions", "0.5,1.0", "--seeds", "2",
                           "--bootstrap", "20", "--batch-size", "8"]) == 0
     r = json.loads((w / "eval" / "results.json").read_text())
-    assert set(r["summary"]) == {"0.5", "1"}
-    for s in r["summary"].values():
-        assert s["n_seeds"] == 0 or 0.0 <= s["macro_auroc"] <= 1.0
-    assert r["summary"]["1"]["n_seeds"] == 1 and r["meta"]["cross_lead"] == "latent"
-    assert all(0.0 <= st["macro_auroc"] <= 1.0 for st in r["settings"])
-    for name in ("results.md", "label_efficiency.png", "lead_attention.png"):
+    assert set(r["summary"]) == {"0.5", "1"} and r["meta"]["cross_lead"] == "latent"
+    assert [(st["fraction"], st["seed"]) for st in r["settings"]] == [(0.5, 0), (0.5, 1), (1.0, 0)]
+    assert r["summary"]["0.5"]["n_seeds"] == 2 and r["summary"]["1"]["n_seeds"] == 1
+    test = PreprocessedECG(data_dir, "test")
+    assert r["n_test_records"] == int(np.asarray(test.labelled, bool).sum())
+    codes = r["codes"]
+    assert codes and set(codes) <= set(test.vocabulary) and not set(codes) & set(r["excluded_codes"])
+    assert isinstance(r["aliases"], dict) and all(set(a).isdisjoint(codes) for a in r["aliases"].values())
+    for st in r["settings"]:  # macro = mean over the evaluated codes, CIs around the point
+        assert set(st["per_code"]) == set(codes)
+        assert st["macro_auroc"] == pytest.approx(np.mean([e["auroc"] for e in st["per_code"].values()]))
+        for m in ("auroc", "auprc"):
+            lo, hi = st[f"macro_{m}_ci"]
+            assert 0.0 <= lo <= st[f"macro_{m}"] <= hi <= 1.0, (m, st[f"macro_{m}_ci"])
+    for key, s in r["summary"].items():
+        lo, hi = s["macro_auroc_ci"]
+        assert lo <= s["macro_auroc"] <= hi, key
+    assert r["summary"]["1"]["macro_auroc"] == pytest.approx(r["settings"][2]["macro_auroc"])
+    md = (w / "eval" / "results.md").read_text()
+    assert "| label fraction |" in md and "\n| 0.5 |" in md and "\n| 1 |" in md
+    assert all(f"\n| {c} |" in md for c in codes)  # the per-code table
+    for name in ("label_efficiency.png", "lead_attention.png"):
         assert (w / "eval" / name).stat().st_size > 100
     assert "fraction 1: macro AUROC" in capsys.readouterr().out
     # a second run re-uses the cached embeddings and reproduces the numbers
@@ -95,3 +111,26 @@ def test_embedder_from_workdir_uses_checkpoint_and_saved_preprocessing(workdir):
     want, _ = model.apply({"params": params}, sig[None].astype(np.float32), pre.lead_mask[None],
                           method="encode")
     np.testing.assert_allclose(v2, np.asarray(want)[0], atol=1e-4)
+
+
+def test_random_init_control_is_the_same_architecture_under_the_same_protocol(workdir, tmp_path):
+    """--control probes the checkpoint and a random-init twin (the run's own starting weights)
+    with the same bootstrap resamples and reports their paired difference."""
+    from lamae_jax.eval.evaluate import random_params
+    from lamae_jax.train import checkpoints
+
+    w, _ = workdir
+    params, cfg = checkpoints.restore_params(str(w))
+    rand = random_params(cfg)
+    assert jax.tree.structure(rand) == jax.tree.structure(params)
+    assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(rand), jax.tree.leaves(params)))
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(rand), jax.tree.leaves(params)))
+    out = tmp_path / "ctl"
+    assert evaluate_main(["--workdir", str(w), "--label-fractions", "1.0", "--bootstrap", "20",
+                          "--control", "--out", str(out)]) == 0
+    control = json.loads((out / "control.json").read_text())
+    d = control["pretrained_minus_random"]["1"]["auroc"]
+    p = control["summary"]["pretrained"]["1"]["macro_auroc"]
+    r = control["summary"]["random"]["1"]["macro_auroc"]
+    assert d["diff"] == pytest.approx(p - r) and d["ci"][0] <= d["ci"][1]
+    assert (out / "eval-random" / "results.json").is_file() and (out / "control.md").is_file()
