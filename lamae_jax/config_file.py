@@ -80,7 +80,7 @@ _FALLBACK_DOCS = {
     "eval_every": "steps between validations (val_loss, reconstruction plot)",
     "eval_batches": "validation batches per validation",
     "model.num_leads": "leads per record (12)",
-    "model.num_samples": "samples per model input (10 s at 250 Hz)",
+    "model.num_samples": "record length of the data (10 s at 250 Hz): crop_samples <= it; not read by the model",
     "model.patch_size": "samples per patch token",
     "model.mask_ratio": "fraction of patches masked for reconstruction",
     "model.whole_lead_mask_prob": "probability of masking a whole lead",

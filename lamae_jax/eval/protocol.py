@@ -36,6 +36,29 @@ def select_codes(vocabulary: Sequence[str], y_train: np.ndarray, y_test: np.ndar
     return keep, dropped
 
 
+def collapse_identical(names: Sequence[str], labels_by_split: dict) -> tuple[list[int], dict]:
+    """Codes whose label columns are identical on every split (e.g. I45 / I451 / I4510 when only
+    I4510 occurs) are one task: keep the first of each group so it counts once in macro averages.
+
+    labels_by_split: {split: [N, len(names)]}. Returns (kept column indices, in order;
+    {kept name: [names of the collapsed aliases]} for the groups of two or more)."""
+    splits = sorted(labels_by_split)
+    if not splits:
+        return list(range(len(names))), {}
+    cols = np.concatenate([np.asarray(labels_by_split[s]) for s in splits], axis=0) != 0
+    if cols.shape[1] != len(names):
+        raise ValueError(f"labels have {cols.shape[1]} columns for {len(names)} code names")
+    first: dict[bytes, int] = {}
+    keep, aliases = [], {}
+    for j, name in enumerate(names):
+        k = first.setdefault(np.packbits(cols[:, j]).tobytes(), j)
+        if k == j:
+            keep.append(j)
+        else:
+            aliases.setdefault(names[k], []).append(name)
+    return keep, aliases
+
+
 def subsample_subjects(subjects: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Indices of the records of round(fraction x #subjects) (>= 1) subjects drawn without replacement."""
     if not 0 < fraction <= 1:
@@ -50,21 +73,20 @@ def subsample_subjects(subjects: np.ndarray, fraction: float, seed: int) -> np.n
 
 def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
         fractions: Sequence[float] = (0.01, 0.1, 1.0), seeds: int = 3, n_boot: int = 200,
-        l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID, max_draws_per_seed: int = 10,
-        bootstrap_seed: int = 0) -> dict:
+        l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID, bootstrap_seed: int = 0) -> dict:
     """emb/labels/subjects: dicts over 'train', 'val', 'test' of [N, D] / [N, V] / [N] arrays, the
     label columns already restricted to `code_names`. Returns the results (JSON-ready except
     the 'replicates' entry)."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
     y_test = labels["test"]
     settings, summary, skipped, replicates = [], {}, [], {}
     for fraction in fractions:
         full = fraction >= 1.0
         wanted = 1 if full else seeds
-        done, draws = [], 0
-        seed = 0
-        while len(done) < wanted and draws < max(1, wanted * max_draws_per_seed):
+        done = []
+        for seed in range(wanted):  # every draw is scored (codes without a positive at chance)
             idx = subsample_subjects(subjects["train"], fraction, seed)
-            draws += 1
             y_tr = labels["train"][idx]
             no_pos = np.flatnonzero(y_tr.sum(axis=0) == 0)
             missing = [code_names[j] for j in no_pos]
@@ -92,15 +114,10 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
                   f"test macro AUROC {r['macro_auroc']:.4f} "
                   f"[{r['macro_auroc_ci'][0]:.4f}, {r['macro_auroc_ci'][1]:.4f}], "
                   f"macro AUPRC {r['macro_auprc']:.4f}", flush=True)
-            seed += 1
         key = f"{fraction:g}"
-        if not done:
-            summary[key] = {"fraction": fraction, "n_seeds": 0, "macro_auroc": None,
-                            "note": f"every one of {draws} draws lacked a positive for some code"}
-            continue
         s = eval_metrics.summarise_seeds(done)
         replicates[key] = {m: s.pop(f"macro_{m}_replicates") for m in ("auroc", "auprc")}
-        s.update(fraction=fraction, seeds=[r["seed"] for r in done], n_draws=draws,
+        s.update(fraction=fraction, seeds=[r["seed"] for r in done], n_draws=len(done),
                  n_train_records=float(np.mean([r["n_train_records"] for r in done])))
         summary[key] = s
         for r in done:

@@ -46,6 +46,9 @@ def markdown(results: dict, title: str = "Linear probe on frozen embeddings") ->
     if results.get("excluded_codes"):
         lines += ["", "Codes not evaluated: " + ", ".join(f"{c} ({why})" for c, why in
                                                        results["excluded_codes"].items())]
+    if results.get("aliases"):
+        lines += ["", "Codes with identical labels on every split, evaluated once under the first: "
+                  + "; ".join(f"{c} (= {', '.join(a)})" for c, a in results["aliases"].items())]
     done = [s for s in results["summary"].values() if s.get("n_seeds")]
     if done:
         top = max(done, key=lambda s: s["fraction"])

@@ -8,7 +8,7 @@ from tests.helpers.preprocessed import make_records, write_preprocessed
 from lamae_jax.data import PreprocessedECG
 from lamae_jax.data.augment import augment, to_mv
 from lamae_jax.data.pipeline import (make_eval_batches, make_train_dataset, make_train_loader,
-                                     measure_loader_rate, restore_args, save_args)
+                                     restore_args, save_args)
 
 T = 500
 # 41 records: 25 train (odd, so 2 hosts must drop one per epoch), 9 val, 7 test, interleaved.
@@ -157,8 +157,38 @@ def test_orbax_composite_checkpoint_resumes_exactly(data_dir, tmp_path):
     assert_batches_equal(take(restored["data"], 3), expected)
 
 
-def test_measure_loader_rate(data_dir):
-    assert measure_loader_rate(data_dir, batch_size=8, num_workers=0, seconds=0.2, crop_samples=250) > 0
+def test_measure_loader_counts_the_batches_it_times(data_dir, monkeypatch):
+    from lamae_jax.data import pipeline
+
+    real, sizes = pipeline.make_train_loader, []
+
+    class Counting:  # the loader's iterator, recording every batch handed to measure_loader
+        def __init__(self, it):
+            self.it = it
+
+        def __next__(self):
+            b = next(self.it)
+            sizes.append(b["signal"].shape)
+            return b
+
+        def close(self):
+            self.it.close()
+
+    class Loader:
+        def __init__(self, loader):
+            self.loader = loader
+
+        def __iter__(self):
+            return Counting(iter(self.loader))
+
+    monkeypatch.setattr(pipeline, "make_train_loader", lambda *a, **k: Loader(real(*a, **k)))
+    clock = iter([10.0, 12.5])
+    out = pipeline.measure_loader(data_dir, batch_size=8, num_workers=0, seconds=0.2, crop_samples=250,
+                                  cpu_clock=lambda: next(clock))
+    assert len(sizes) >= 2 and set(sizes) == {(8, 12, 250)}
+    assert out["ecgs"] == 8 * (len(sizes) - 1)  # every batch after the first (start-up) is counted
+    assert out["ecg_per_s"] == pytest.approx(out["ecgs"] / out["seconds"])
+    assert out["seconds"] >= 0.2 and out["cpu_s"] == pytest.approx(2.5)
 
 
 def test_bad_arguments(data_dir):

@@ -59,11 +59,25 @@ def test_select_codes_reports_why():
     assert keep == []
 
 
+def test_collapse_identical_keeps_first_code_and_lists_aliases():
+    names = ["I45", "I451", "I4510", "I48", "I10", "I480"]
+    base = np.array([[1, 1, 1, 0, 1, 0], [0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 0, 1]])
+    test = np.array([[1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 1, 0]])  # I480 differs from I48 in test only
+    keep, aliases = label_efficiency.collapse_identical(names, {"train": base, "val": base[:1],
+                                                                "test": test})
+    assert keep == [0, 3, 4, 5]
+    assert aliases == {"I45": ["I451", "I4510"]}
+    md = eval_report.markdown({"codes": ["I45"], "n_test_records": 2, "n_test_subjects": 2, "summary": {},
+                               "aliases": aliases})
+    assert "I45 (= I451, I4510)" in md
+    assert label_efficiency.collapse_identical(["A", "B"], {"train": np.eye(2)}) == ([0, 1], {})
+
+
 def test_protocol_scores_codes_without_positives_as_chance_and_summarises(data, tmp_path):
     emb, labels, subjects = data
     codes = ["A", "B", "C", "rare"]
     r = label_efficiency.run(emb, labels, subjects, codes, fractions=(0.05, 1.0), seeds=2, n_boot=50,
-                             l2_grid=(1e-3, 1e-1), max_draws_per_seed=3)
+                             l2_grid=(1e-3, 1e-1))
     s_full = r["summary"]["1"]
     assert s_full["n_seeds"] == 1 and s_full["n_train_records"] == len(subjects["train"])
     assert s_full["macro_auroc"] > 0.75

@@ -138,18 +138,39 @@ def test_smoke_loss_falls_on_8_device_fsdp_mesh(tmp_path, cache_dir):
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 
+@pytest.mark.parametrize("cross_lead", ["latent", "none", "joint", "align"])
+def test_one_step_per_cross_lead_variant(tmp_path, cache_dir, cross_lead):
+    c = smoke_config(cache_dir, **{"model.cross_lead": cross_lead, "total_steps": 1, "log_every": 1,
+                                   "eval_every": 1, "checkpoint.every": 1})
+    summary = trainer.train_and_evaluate(c, str(tmp_path))
+    assert summary["step"] == 1 and not summary["preempted"]
+    assert np.isfinite(summary["final_loss"]) and np.isfinite(summary["val_ev"])
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows if "loss" in r] == [1] and all(np.isfinite(r["loss"]) for r in rows
+                                                                   if "loss" in r)
+    val = [r for r in rows if "val_ev" in r]
+    assert [r["step"] for r in val] == [1] and np.isfinite(val[0]["val_ev"])
+    mgr = checkpoints.make_manager(str(tmp_path), read_only=True)
+    assert list(mgr.all_steps()) == [1]
+    mgr.close()
+    params, cfg = checkpoints.restore_params(str(tmp_path))
+    assert cfg.model.cross_lead == cross_lead
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
 def test_nan_guard_stops_without_saving_nonfinite_params(tmp_path, cache_dir):
-    r = run_train(tmp_path, cache_dir, "--config.optim.base_lr=1e30", "--config.optim.warmup_steps=0",
+    # warm-up from lr 0: step 1 is finite and saved; step 2's lr (peak / 4) makes the params overflow
+    r = run_train(tmp_path, cache_dir, "--config.optim.base_lr=1e30", "--config.optim.warmup_steps=4",
                   "--config.checkpoint.every=1", "--config.total_steps=10")
     assert r.returncode == 3, r.stdout + r.stderr
-    assert "non-finite training step" in r.stderr and "--config.optim.base_lr" in r.stderr, r.stderr
+    assert "non-finite training step 2" in r.stderr and "--config.optim.base_lr" in r.stderr, r.stderr
     mgr = checkpoints.make_manager(str(tmp_path), read_only=True)
     steps = list(mgr.all_steps())
     mgr.close()
     for step in steps:
         params, _ = checkpoints.restore_params(str(tmp_path), step=step)
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params)), step
-    assert not steps or max(steps) < 10
+    assert steps == [1]  # the last finite step; nothing after the non-finite one
 
 
 REFERENCE_ARGS = ("--config.total_steps=24", "--config.log_every=1", "--config.checkpoint.every=3",
