@@ -112,6 +112,10 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
                          + "; ".join(f"{c}: {why}" for c, why in list(dropped.items())[:10]))
     names = [columns.names[j] for j in keep]
     y = {s: y_all[s][:, keep] for s in SPLITS}
+    # codes with identical label columns on every split (I45 / I451 / I4510) count once, as in evaluate
+    kept, aliases = protocol.collapse_identical(names, y)
+    names = [names[j] for j in kept]
+    y = {s: y[s][:, kept] for s in SPLITS}
     subjects = {s: np.asarray(split[s]["subject_id"], np.int64) for s in SPLITS}
     dim = _feature_dim(model, encoder, split["train"], readout)
     depth = sum(1 for k in encoder.get("encoder", {}) if str(k).startswith("block_"))
@@ -173,7 +177,7 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
             settings.append(r)
     results = {"codes": names, "n_test_records": int(len(y["test"])),
                "n_test_subjects": int(np.unique(subjects["test"]).size), "settings": settings,
-               "summary": summary, "skipped": skipped, "excluded_codes": dropped,
+               "summary": summary, "skipped": skipped, "excluded_codes": dropped, "aliases": aliases,
                "meta": {"workdir": str(workdir), "data_dir": str(data_dir), "step": used_step,
                         "cross_lead": config.model.cross_lead, "size": config.model.size,
                         "codes": task, "task": task, "n_boot": n_boot, "seeds": seeds,
