@@ -9,7 +9,8 @@ record once), then for each label fraction of training subjects and each seed fi
   W/eval/results.md     the same as Markdown tables
   W/eval/label_efficiency.png, W/eval/lead_attention.png (latent variant)
 --init random probes the same architecture with random weights (the control, W/eval-random).
-Unlabelled records (manifest labelled=0) take no part. Full fine-tuning is not implemented.
+Unlabelled records (manifest labelled=0) take no part; codes whose label columns are identical on
+every split count once (results['aliases']). Fine-tuning: python -m lamae_jax.finetune.
 """
 
 from __future__ import annotations
