@@ -18,37 +18,14 @@ import time
 VARIANTS = ("latent", "none", "joint")
 
 
+from lamae_jax.eval.protocol import paired_differences  # noqa: E402,F401  (re-exported)
+
+
 def _cell(s: dict | None) -> str:
     if not s or not s.get("n_seeds"):
         return "skipped"
     lo, hi = s["macro_auroc_ci"]
     return f"{s['macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
-def paired_differences(rows: dict, reference: str = "latent") -> dict:
-    """reference minus each other variant, per fraction: the point difference of macro AUROC and
-    AUPRC and a 95 % CI from the shared bootstrap replicates (same test subjects resampled)."""
-    import numpy as np
-
-    if reference not in rows:
-        return {}
-    out = {}
-    ref = rows[reference]["results"]
-    for v, r in rows.items():
-        if v == reference:
-            continue
-        for key, s_ref in ref["summary"].items():
-            s_other = r["results"]["summary"].get(key, {})
-            if not (s_ref.get("n_seeds") and s_other.get("n_seeds")):
-                continue
-            entry = {}
-            for m in ("auroc", "auprc"):
-                diff = ref["replicates"][key][m] - r["results"]["replicates"][key][m]
-                diff = diff[np.isfinite(diff)]
-                ci = np.percentile(diff, [2.5, 97.5]).tolist() if diff.size else [None, None]
-                entry[m] = {"diff": s_ref[f"macro_{m}"] - s_other[f"macro_{m}"], "ci": ci}
-            out.setdefault(f"{reference} - {v}", {})[key] = entry
-    return out
 
 
 def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = None) -> str:

@@ -161,6 +161,8 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     if init not in ("pretrained", "random"):
         raise ValueError(f"init must be 'pretrained' or 'random', got {init!r}")
     config = checkpoints.load_config(workdir)  # a clear error when W is not a training workdir
+    if init == "pretrained":
+        used_step = _step_of(workdir, step, best)  # clear errors: not a workdir, no checkpoint
     data_dir = embedding.resolve_data_dir(workdir, config, data)
     if init == "random":
         used_step = "random"
@@ -168,7 +170,6 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
         model = models.build(config.model)
         params = random_params(config)
     else:
-        used_step = _step_of(workdir, step, best)  # clear errors: not a workdir, no checkpoint
         check_labels(data_dir)  # before restoring or embedding anything
         model, params, config = embedding.load_model(workdir, step=used_step)
     cache = _cache_path(workdir, used_step, data_dir) if cache_embeddings else None
@@ -201,7 +202,7 @@ def evaluate_with_control(workdir: str, *, out_dir: str | None = None, **kw) -> 
     """The pretrained encoder and its control (same architecture, random weights) under the same
     protocol and bootstrap resamples; writes W/eval/control.{json,md} with the paired differences
     pretrained - random (macro AUROC/AUPRC, 95 % CI) per label fraction."""
-    from lamae_jax.eval.compare import paired_differences
+    from lamae_jax.eval.protocol import paired_differences
 
     rows = {}
     for init in ("pretrained", "random"):

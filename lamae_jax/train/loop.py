@@ -400,7 +400,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 writer.log(f"preempted: saved a checkpoint at step {step}; rerun the same command "
                            f"to resume")
         if val is not None:
-            writer.log(f"finished at step {step}: masked-patch explained variance "
+            writer.log(f"last validation (step {step}): masked-patch explained variance "
                        f"{val['val_ev']:.3f} (val_loss {val['val_loss']:.4f}, zero predictor "
                        f"{val['val_zero_mse']:.4f})")
         mgr.wait_until_finished()
