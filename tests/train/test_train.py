@@ -249,9 +249,11 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, cache
     one, two = train_losses(reference_run), train_losses(tmp_path)
     assert sorted(two) == list(range(1, 25))
     # Same records in each global batch; only the masks differ (they follow row order), so the
-    # trajectories agree closely but not bitwise.
+    # trajectories agree closely but not bitwise: per step within the mask-sampling noise of a
+    # batch of 8 (the model now reconstructs real structure, so the loss depends more on which
+    # patches are masked), on average within 1.5 %.
     rel = np.array([two[s] / one[s] - 1 for s in one])
-    assert np.abs(rel).max() < 0.03 and abs(rel.mean()) < 0.01, rel
+    assert np.abs(rel).max() < 0.08 and abs(rel.mean()) < 0.015, rel
     assert np.mean([two[s] for s in range(20, 25)]) < 0.95 * np.mean([two[s] for s in range(1, 6)])
     data = tmp_path / "checkpoints" / "24" / "data"
     assert sorted(os.listdir(data))[-2:] == ["process_0-of-2.json", "process_1-of-2.json"]
