@@ -31,7 +31,7 @@ from lamae_jax.eval import probe
 SPLITS = ("train", "val", "test")
 
 
-def _floats(text: str) -> list[float]:
+def label_fractions(text: str) -> list[float]:
     try:
         values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the training data)")
     ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: best, else latest)")
     ap.add_argument("--latest", action="store_true", help="use the latest checkpoint instead of the best")
-    ap.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0],
+    ap.add_argument("--label-fractions", type=label_fractions, default=[0.01, 0.1, 1.0],
                     help="fractions of training subjects with labels (default 0.01,0.1,1.0)")
     ap.add_argument("--codes", default="all",
                     help="label task: all, salient (MIMIC), or a group of the data's labels.json "

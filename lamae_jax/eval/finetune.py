@@ -26,6 +26,7 @@ import sys
 import numpy as np
 
 from lamae_jax.eval import finetune_loop as loop
+from lamae_jax.eval.evaluate import label_fractions
 
 SPLITS = ("train", "val", "test")
 
@@ -166,15 +167,7 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
                   f"[{r['macro_auroc_ci'][0]:.4f}, {r['macro_auroc_ci'][1]:.4f}]", flush=True)
             if save and fraction == largest:
                 save_params(out / "params" / f"fraction{fraction:g}-seed{seed}.npz", best_params)
-        key = f"{fraction:g}"
-        s = eval_metrics.summarise_seeds(done)
-        replicates[key] = {m: s.pop(f"macro_{m}_replicates") for m in ("auroc", "auprc")}
-        s.update(fraction=fraction, seeds=[r["seed"] for r in done], n_draws=len(done),
-                 n_train_records=float(np.mean([r["n_train_records"] for r in done])))
-        summary[key] = s
-        for r in done:
-            r.pop("replicates")
-            settings.append(r)
+        protocol.summarise_fraction(fraction, done, summary, replicates, settings)
     results = {"codes": names, "n_test_records": int(len(y["test"])),
                "n_test_subjects": int(np.unique(subjects["test"]).size), "settings": settings,
                "summary": summary, "skipped": skipped, "excluded_codes": dropped, "aliases": aliases,
@@ -221,16 +214,6 @@ def write_reports(results: dict, out_dir: pathlib.Path, title: str = "Fine-tunin
                                        results["summary"]}, out_dir / "label_efficiency.png")
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        values = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or any(not 0 < v <= 1 for v in values):
-        raise argparse.ArgumentTypeError(f"label fractions must be in (0, 1], got {text!r}")
-    return values
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.finetune", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -244,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="full: encoder + head; linear: frozen encoder, the head alone")
     ap.add_argument("--readout", choices=loop.READOUTS, default="mean",
                     help="mean of present leads' embeddings, concat of the 12, or the ECG (latent) embedding")
-    ap.add_argument("--label-fractions", type=_floats, default=[1.0],
+    ap.add_argument("--label-fractions", type=label_fractions, default=[1.0],
                     help="fractions of training subjects with labels (default 1.0; e.g. 0.01,0.1,1.0)")
     ap.add_argument("--seeds", type=int, default=1, help="runs per fraction (subsample, head init, order)")
     ap.add_argument("--epochs", type=int, default=10, help="epochs over the (subsampled) training set")

@@ -114,15 +114,7 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
                   f"test macro AUROC {r['macro_auroc']:.4f} "
                   f"[{r['macro_auroc_ci'][0]:.4f}, {r['macro_auroc_ci'][1]:.4f}], "
                   f"macro AUPRC {r['macro_auprc']:.4f}", flush=True)
-        key = f"{fraction:g}"
-        s = eval_metrics.summarise_seeds(done)
-        replicates[key] = {m: s.pop(f"macro_{m}_replicates") for m in ("auroc", "auprc")}
-        s.update(fraction=fraction, seeds=[r["seed"] for r in done], n_draws=len(done),
-                 n_train_records=float(np.mean([r["n_train_records"] for r in done])))
-        summary[key] = s
-        for r in done:
-            r.pop("replicates")
-            settings.append(r)
+        summarise_fraction(fraction, done, summary, replicates, settings)
     return {"codes": list(code_names), "n_test_records": int(len(y_test)),
             "n_test_subjects": int(np.unique(subjects["test"]).size),
             "settings": settings, "summary": summary, "skipped": skipped,
@@ -155,3 +147,19 @@ def paired_differences(rows: dict, reference: str = "latent") -> dict:
                 entry[m] = {"diff": s_ref[f"macro_{m}"] - s_other[f"macro_{m}"], "ci": ci}
             out.setdefault(f"{reference} - {v}", {})[key] = entry
     return out
+
+
+def summarise_fraction(fraction: float, done: list, summary: dict, replicates: dict,
+                       settings: list) -> None:
+    """Pools one label fraction's seed results `done` into summary[key], replicates[key] (the
+    seed-averaged bootstrap replicates of the macro scores) and settings (one entry per seed,
+    replicates dropped); key = f"{fraction:g}". Shared by the probe and fine-tuning."""
+    key = f"{fraction:g}"
+    s = eval_metrics.summarise_seeds(done)
+    replicates[key] = {m: s.pop(f"macro_{m}_replicates") for m in ("auroc", "auprc")}
+    s.update(fraction=fraction, seeds=[r["seed"] for r in done], n_draws=len(done),
+             n_train_records=float(np.mean([r["n_train_records"] for r in done])))
+    summary[key] = s
+    for r in done:
+        r.pop("replicates")
+        settings.append(r)
