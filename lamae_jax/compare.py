@@ -15,7 +15,7 @@ VARIANTS = ("latent", "none", "joint")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lamae_jax.eval.evaluate import _floats
+    from lamae_jax.eval.evaluate import label_fractions
 
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.compare", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--total-steps", type=int, default=None, help="override config.total_steps")
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the config's data)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--label-fractions", type=_floats, default=[0.01, 0.1, 1.0])
+    ap.add_argument("--label-fractions", type=label_fractions, default=[0.01, 0.1, 1.0])
     ap.add_argument("--codes", choices=("all", "salient"), default="all")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--bootstrap", type=int, default=200)
