@@ -11,20 +11,10 @@ import time
 
 import pytest
 
-from lamae_jax.data.synthetic import cache as synthetic_cache
-from tests.helpers.train import EXACT, REPO_ROOT, config, read_metrics, shared_cache, train_cmd, train_env
+from tests.helpers.train import EXACT, REPO_ROOT, read_metrics, train_cmd, train_env
 
 ARGS = ("--config.total_steps=400", "--config.log_every=1", "--config.checkpoint.every=1000",
         "--config.eval_every=1000", "--config.data.num_workers=2", *EXACT)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    cache = shared_cache(tmp_path_factory)
-    c = config("smoke")
-    c.data.cache_dir = cache
-    synthetic_cache.ensure_synthetic_dataset(c.data, verbose=False)
-    return cache
 
 
 def _start(workdir, cache_dir):
