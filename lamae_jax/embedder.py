@@ -49,8 +49,9 @@ class Embedder:
         self._params = jax.device_put(params, jax.local_devices()[0])
         self._record_format = record_format
 
-        def encode(p, signal, lead_mask):
-            emb, aux = model.apply({"params": p}, signal, lead_mask, method="encode")
+        def encode(p, signal, lead_mask, valid_length):
+            emb, aux = model.apply({"params": p}, signal, lead_mask, valid_length=valid_length,
+                                   method="encode")
             return emb.astype(np.float32), aux["lead_embeddings"].astype(np.float32)
 
         self._encode = jax.jit(encode)
@@ -78,6 +79,12 @@ class Embedder:
     def preprocess(self, signal, fs: float, lead_names: Sequence[str] | None = None):
         """(signal float32 [12, T], lead_mask bool [12]) as stored in the training shards.
         lead_names=None: the 12 standard leads in the order of lamae_jax.constants.LEADS."""
+        signal, lead_mask, _ = self._prepare(signal, fs, lead_names)
+        return signal, lead_mask
+
+    def _prepare(self, signal, fs: float, lead_names: Sequence[str] | None = None):
+        """preprocess() plus valid_length: the samples of real signal (the rest of a record shorter
+        than the window is zero padding, which the model neither reads nor pools)."""
         from lamae_jax.data.signal import preprocess_signal
 
         x = np.asarray(signal, dtype=np.float64) if not isinstance(signal, np.ndarray) else signal
@@ -122,19 +129,21 @@ class Embedder:
                              f"{fs:g} Hz, at least {self.params_pre.min_duration_s:g} s needed")
         pre = preprocess_signal(x.astype(np.float64), fs, names, self.params_pre)  # PreprocessError
         stored = self._record_format.encode_signal(pre.signal, self.params_pre.storage_dtype)
-        return self._record_format.decode_signal(stored), pre.lead_mask
+        return self._record_format.decode_signal(stored), pre.lead_mask, int(pre.valid_length)
 
-    def _run(self, signals: np.ndarray, masks: np.ndarray):
+    def _run(self, signals: np.ndarray, masks: np.ndarray, lengths: np.ndarray):
         n = signals.shape[0]
         embs, leads = [], []
         for start in range(0, n, self.batch_size):
             s, m = signals[start:start + self.batch_size], masks[start:start + self.batch_size]
+            v = np.asarray(lengths[start:start + self.batch_size], np.int32)
             b = s.shape[0]
             size = 1 << (b - 1).bit_length()  # pad to a power of two: few compilations
             if size > b:
                 s = np.concatenate([s, np.zeros((size - b,) + s.shape[1:], s.dtype)])
                 m = np.concatenate([m, np.ones((size - b, NUM_LEADS), bool)])
-            e, le = self._encode(self._params, s, m)
+                v = np.concatenate([v, np.full((size - b,), s.shape[-1], np.int32)])
+            e, le = self._encode(self._params, s, m, v)
             embs.append(np.asarray(e)[:b])
             leads.append(np.asarray(le)[:b])
         return np.concatenate(embs), np.concatenate(leads)
@@ -145,8 +154,8 @@ class Embedder:
 
         signal: [n_leads, n_samples] in mV, NaN allowed for gaps; lead_names: one per row (None:
         the 12 standard leads in lamae_jax.constants.LEADS order)."""
-        s, m = self.preprocess(signal, fs, lead_names)
-        e, le = self._run(s[None], m[None])
+        s, m, v = self._prepare(signal, fs, lead_names)
+        e, le = self._run(s[None], m[None], np.asarray([v]))
         return (e[0], le[0]) if return_lead_embeddings else e[0]
 
     def embed_batch(self, signals, fs, lead_names=None, *, return_lead_embeddings: bool = False):
@@ -167,10 +176,11 @@ class Embedder:
         pre = []
         for i, (x, f, n) in enumerate(zip(signals, fss, names)):
             try:
-                pre.append(self.preprocess(x, f, n))
+                pre.append(self._prepare(x, f, n))
             except ValueError as e:
                 raise ValueError(f"record {i} of the batch: {e}") from e
-        e, le = self._run(np.stack([p[0] for p in pre]), np.stack([p[1] for p in pre]))
+        e, le = self._run(np.stack([p[0] for p in pre]), np.stack([p[1] for p in pre]),
+                          np.asarray([p[2] for p in pre]))
         return (e, le) if return_lead_embeddings else e
 
 

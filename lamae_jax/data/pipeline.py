@@ -115,7 +115,8 @@ class ShuffledBatchKeys:
 
 class ReadCrop:
     """random_map fn: record keys -> {'signal' [b,12,crop] in the STORED dtype (int16 µV by
-    default), 'units_per_mv' f32 [b], 'lead_mask' bool [b,12]}.
+    default), 'units_per_mv' f32 [b], 'lead_mask' bool [b,12], 'valid_length' int32 [b] (samples
+    of real signal in the crop; the rest is zero padding of a short record)}.
 
     Reads each record from grain.sources.ArrayRecordDataSource and copies its crop window straight
     from the stored bytes: no float conversion or augmentation on the host. Gain jitter and noise
@@ -136,6 +137,7 @@ class ReadCrop:
         signal = np.empty((b, 12, crop), self.stored_dtype)
         units_per_mv = np.empty((b,), np.float32)
         lead_mask = np.empty((b, 12), np.bool_)
+        valid_length = np.empty((b,), np.int32)
         for k, key in enumerate(keys):
             rec = record_format.unpack(self.source[int(key)])
             x = rec["signal"]
@@ -148,9 +150,11 @@ class ReadCrop:
             valid = min(rec["valid_length"], x.shape[1])
             start = int(position[k] * (valid - crop + 1)) if valid >= crop else 0
             signal[k] = x[:, start:start + crop]
+            valid_length[k] = min(valid, crop)
             units_per_mv[k] = rec["units_per_mv"]
             lead_mask[k] = np.frombuffer(rec["lead_mask"], np.bool_)
-        return {"signal": signal, "units_per_mv": units_per_mv, "lead_mask": lead_mask}
+        return {"signal": signal, "units_per_mv": units_per_mv, "lead_mask": lead_mask,
+                "valid_length": valid_length}
 
 
 def make_train_dataset(
@@ -204,7 +208,7 @@ def make_train_loader(
     prefetch_batches: int = 2,
 ) -> grain.IterDataset:
     """Iterable of this host's training batches {'signal' [b,12,crop] stored dtype (int16 µV by
-    default), 'units_per_mv' f32 [b], 'lead_mask' bool [b,12]}, b = global_batch_size //
+    default), 'units_per_mv' f32 [b], 'lead_mask' bool [b,12], 'valid_length' int32 [b]}, b = global_batch_size //
     process_count; infinite unless num_epochs is set. lamae_jax.data.augment.augment(batch, key,
     ...) turns a batch into augmented float32 mV inside a jitted step; augment.to_mv(batch) decodes
     it on the host without augmentation.
@@ -297,6 +301,7 @@ class EvalBatch:
         out = {
             "signal": np.zeros((n, 12, t), np.float32),
             "lead_mask": np.zeros((n, 12), np.bool_),
+            "valid_length": np.zeros((n,), np.int32),
             "valid": valid,
             "row": rows.astype(np.int64),
             "labels": np.zeros((n, v), np.float32),
@@ -307,6 +312,7 @@ class EvalBatch:
         for k, ex in enumerate(examples):  # valid rows come first in every batch
             out["signal"][k] = ex["signal"][:, :t]
             out["lead_mask"][k] = ex["lead_mask"]
+            out["valid_length"][k] = min(int(ex["valid_length"]), t)
             out["labels"][k] = ex["labels"]
             out["labelled"][k] = ex["labelled"]
             out["study_id"][k] = ex["study_id"]
@@ -327,7 +333,7 @@ def make_eval_batches(
     """Iterator of eval batches covering every record of `split` exactly once across hosts.
 
     Batches: signal f32 [b,12,T] (the first crop_samples samples when given), lead_mask bool [b,12],
-    valid bool [b] (False on padding), row int64 [b] (index into PreprocessedECG(data_dir, split),
+    valid_length int32 [b] (real samples of signal; zero padding after), valid bool [b] (False on padding), row int64 [b] (index into PreprocessedECG(data_dir, split),
     -1 on padding), labels f32 [b,V], labelled bool [b] (False: no labels, not negative; False on
     padding), study_id, subject_id int64 [b]. Every host yields
     ceil(ceil(N / process_count) / b) batches; average metrics over rows with valid=True only.

@@ -69,11 +69,13 @@ def replicate(tree: Any, mesh) -> Any:
 
 
 def make_encode_fn(model, mesh):
-    """jit(params, signal, lead_mask) -> (ecg_embedding, lead_embeddings, lead_attention or zeros)."""
+    """jit(params, signal, lead_mask, valid_length=None) -> (ecg_embedding, lead_embeddings,
+    lead_attention or NaN)."""
     batch = sharding.batch_sharding(mesh)
 
-    def encode(params, signal, lead_mask):
-        emb, aux = model.apply({"params": params}, signal, lead_mask, method="encode")
+    def encode(params, signal, lead_mask, valid_length=None):
+        emb, aux = model.apply({"params": params}, signal, lead_mask, valid_length=valid_length,
+                               method="encode")
         att = aux.get("lead_attention")
         if att is None:
             att = jnp.full(lead_mask.shape, jnp.nan, jnp.float32)
@@ -113,9 +115,10 @@ def embed_split(model, params, data_dir: str | os.PathLike, split: str, *,
                                process_index=jax.process_index(), process_count=jax.process_count()):
         g = sharding.global_batch({"signal": np.asarray(b["signal"], np.float32),
                                    "lead_mask": np.asarray(b["lead_mask"], bool),
+                                   "valid_length": np.asarray(b["valid_length"], np.int32),
                                    "valid": np.asarray(b["valid"], bool),
                                    "row": np.asarray(b["row"], np.int64)}, mesh)
-        e, le, a = encode(gparams, g["signal"], g["lead_mask"])
+        e, le, a = encode(gparams, g["signal"], g["lead_mask"], g["valid_length"])
         valid, rows = _to_host(g["valid"]), _to_host(g["row"])
         e, a = _to_host(e)[valid], _to_host(a)[valid]
         rows = rows[valid]

@@ -26,13 +26,13 @@ READOUTS = ("mean", "concat", "latent")
 MODES = ("full", "linear")
 # The top-level parameter collections encode() reads; the rest (decoder, align projection) stay fixed.
 ENCODE_MODULES = ("tokenizer", "encoder", "latent")
-FIELDS = ("signal", "lead_mask", "labels", "subject_id", "row")
+FIELDS = ("signal", "lead_mask", "valid_length", "labels", "subject_id", "row")
 
 
 def load_split(data_dir: str, split: str, crop_samples: int | None, batch_size: int = 64) -> dict:
     """Every *labelled* record of `split` in memory, in manifest order, through the same eval
     batches evaluation uses: signal float32 [N, 12, T] mV (first crop_samples samples),
-    lead_mask bool [N, 12], labels float32 [N, V] (the full vocabulary), subject_id, row (index
+    lead_mask bool [N, 12], valid_length int32 [N], labels float32 [N, V] (the full vocabulary), subject_id, row (index
     into PreprocessedECG(data_dir, split)). Unlabelled records (not negatives) are left out."""
     from lamae_jax.data.dataset import PreprocessedECG
     from lamae_jax.data.pipeline import make_eval_batches
@@ -46,6 +46,7 @@ def load_split(data_dir: str, split: str, crop_samples: int | None, batch_size: 
     if not parts:
         t = int(crop_samples or 0)
         return {"signal": np.zeros((0, 12, t), np.float32), "lead_mask": np.zeros((0, 12), bool),
+                "valid_length": np.zeros((0,), np.int32),
                 "labels": np.zeros((0, len(ds.vocabulary)), np.float32),
                 "subject_id": np.zeros((0,), np.int64), "row": np.zeros((0,), np.int64)}
     out = {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
@@ -81,9 +82,10 @@ def init_head(seed: int, dim: int, prevalence: np.ndarray) -> dict:
             "b": np.log(p / (1 - p)).astype(np.float32)}
 
 
-def logits_fn(model, params, signal, lead_mask, kind: str, frozen_encoder: bool):
+def logits_fn(model, params, signal, lead_mask, kind: str, frozen_encoder: bool, valid_length=None):
     enc = jax.lax.stop_gradient(params["encoder"]) if frozen_encoder else params["encoder"]
-    emb, aux = model.apply({"params": enc}, signal, lead_mask, method="encode")
+    emb, aux = model.apply({"params": enc}, signal, lead_mask, valid_length=valid_length,
+                           method="encode")
     f = readout(emb.astype(jnp.float32), aux["lead_embeddings"].astype(jnp.float32), lead_mask, kind)
     return f @ params["head"]["w"] + params["head"]["b"]
 
@@ -168,7 +170,7 @@ class Runner:
         self.frozen = mode == "linear"
         self.rep = NamedSharding(mesh, P())
         self.predict = jax.jit(
-            lambda params, s, m: logits_fn(model, params, s, m, kind, self.frozen),
+            lambda params, s, m, v: logits_fn(model, params, s, m, kind, self.frozen, v),
             out_shardings=sharding.batch_sharding(mesh))
 
     def place(self, tree):
@@ -178,7 +180,8 @@ class Runner:
 
     def make_train_step(self, tx) -> tuple[Callable, Callable]:
         def loss_fn(params, b):
-            logits = logits_fn(self.model, params, b["signal"], b["lead_mask"], self.kind, self.frozen)
+            logits = logits_fn(self.model, params, b["signal"], b["lead_mask"], self.kind, self.frozen,
+                               b["valid_length"])
             return bce_loss(logits, b["labels"], b["weight"])
 
         def step(params, opt_state, b):
@@ -191,7 +194,8 @@ class Runner:
 
     def batch(self, data: dict, idx: np.ndarray, labels: np.ndarray | None = None) -> dict:
         n = self.batch_size
-        out = {"signal": _pad(data["signal"][idx], n), "lead_mask": _pad(data["lead_mask"][idx], n)}
+        out = {"signal": _pad(data["signal"][idx], n), "lead_mask": _pad(data["lead_mask"][idx], n),
+               "valid_length": _pad(data["valid_length"][idx], n)}
         if labels is not None:
             out["labels"] = _pad(labels[idx].astype(np.float32), n)
             out["weight"] = _pad(np.ones(len(idx), np.float32), n)
@@ -203,7 +207,8 @@ class Runner:
         for lo in range(0, n, self.batch_size):
             idx = np.arange(lo, min(lo + self.batch_size, n))
             g = self.batch(data, idx)
-            out.append(np.asarray(self.predict(params, g["signal"], g["lead_mask"]))[:len(idx)])
+            out.append(np.asarray(self.predict(params, g["signal"], g["lead_mask"],
+                                               g["valid_length"]))[:len(idx)])
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

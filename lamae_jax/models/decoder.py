@@ -35,9 +35,10 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, visible, ids_restore, patch_mask, lead_ids, lead_mask, latents=None, *,
-                 deterministic: bool = True) -> jnp.ndarray:
+                 deterministic: bool = True, patch_valid=None) -> jnp.ndarray:
         """visible [B, L, n, De] encoder tokens; latents [B, K, De] (global) or [B, N, K, De]
-        (time) or None -> recon [B, L, N, P] float32."""
+        (time) or None; patch_valid [B, N] (None: all) keeps padded positions out of the keys
+        -> recon [B, L, N, P] float32."""
         b, l, _, _ = visible.shape
         n = ids_restore.shape[-1]
         x = nn.Dense(self.width, dtype=self.dtype, kernel_init=_xavier,
@@ -52,11 +53,14 @@ class Decoder(nn.Module):
         blocks = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dropout, self.dtype,
                              cross=cross, remat=self.remat, attention_impl=self.attention_impl,
                              cross_layout=layout, name="blocks")
+        keys = jnp.broadcast_to(lead_mask[:, :, None], (b, l, n))
+        if patch_valid is not None:
+            keys = keys & patch_valid[:, None, :]
         if self.cross_lead == "joint":
-            key_mask = jnp.repeat(lead_mask, n, axis=1)  # [B, L*N]
-            x = blocks(x.reshape(b, l * n, self.width), key_mask, deterministic=deterministic)
+            x = blocks(x.reshape(b, l * n, self.width), keys.reshape(b, l * n),
+                       deterministic=deterministic)
         else:
-            key_mask = jnp.broadcast_to(lead_mask.reshape(b * l, 1), (b * l, n))
+            key_mask = keys.reshape(b * l, n)
             ctx = None
             if cross:
                 # [B, K, Dd]: the L leads of an ECG (consecutive rows of x) read its latents

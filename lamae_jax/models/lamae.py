@@ -3,7 +3,8 @@
 `cross_lead` switches the cross-lead mechanism: `latent` (LAMAE), `none` (independent-lead MAE),
 `joint` (ST-MEM-style single transformer), `align` (independent-lead MAE whose per-lead projections
 are aligned across the leads of one ECG by a CLOCS-style contrastive term, losses.pretraining_loss). Missing leads (lead_mask False) are zeroed on entry and
-padded out of every key set, so their values cannot influence any output.
+padded out of every key set, so their values cannot influence any output. So are the patches past
+the end of a record shorter than the window (`valid_length`): never targets, never keys.
 """
 
 from __future__ import annotations
@@ -40,53 +41,72 @@ class LAMAE(nn.Module):
                                d.num_leads, d.patch_size, d.mlp_ratio, d.dropout, dtype, d.remat,
                                d.attention_impl, d.latent_scope)
 
-    def _normalise(self, signal, lead_mask):
+    def _normalise(self, signal, lead_mask, sample_valid):
         """Amplitude scaling (model.input_norm, input_scale) -> (scaled signal, offset, scale),
         where signal_mv = scaled * scale + offset ([B, L, 1] each). Only `record` lets a
-        statistic cross leads (so `none` is truly independent-lead under fixed or lead)."""
+        statistic cross leads (so `none` is truly independent-lead under fixed or lead).
+        Statistics use the samples of present leads inside `sample_valid` [B, 1, T] only."""
         d = self.dims
         present = lead_mask[..., None].astype(jnp.float32)
+        weight = present * sample_valid.astype(jnp.float32)  # [B, L, T]
         if d.input_norm == "record":
-            count = jnp.maximum(present.sum(axis=(1, 2), keepdims=True) * signal.shape[-1], 1.0)
-            mean = (signal * present).sum(axis=(1, 2), keepdims=True) / count
-            var = (((signal - mean) * present) ** 2).sum(axis=(1, 2), keepdims=True) / count
+            count = jnp.maximum(weight.sum(axis=(1, 2), keepdims=True), 1.0)
+            mean = (signal * weight).sum(axis=(1, 2), keepdims=True) / count
+            var = (((signal - mean) ** 2) * weight).sum(axis=(1, 2), keepdims=True) / count
             mean = jnp.broadcast_to(mean, lead_mask.shape + (1,))
             var = jnp.broadcast_to(var, lead_mask.shape + (1,))
         elif d.input_norm == "lead":
-            mean = signal.mean(axis=-1, keepdims=True)
-            var = signal.var(axis=-1, keepdims=True)
+            count = jnp.maximum(weight.sum(axis=-1, keepdims=True), 1.0)
+            mean = (signal * weight).sum(axis=-1, keepdims=True) / count
+            var = (((signal - mean) ** 2) * weight).sum(axis=-1, keepdims=True) / count
         else:  # fixed: mV x input_scale
             mean = jnp.zeros(lead_mask.shape + (1,), jnp.float32)
             var = jnp.ones(lead_mask.shape + (1,), jnp.float32)
         # A flat record must not blow up: floor the std at 10 uV.
         scale = jnp.sqrt(jnp.maximum(var, 1e-4)) / d.input_scale
-        scaled = jnp.where(lead_mask[..., None], (signal - mean) / scale, 0.0)
+        scaled = jnp.where(lead_mask[..., None] & sample_valid, (signal - mean) / scale, 0.0)
         return scaled, mean * present, scale
 
-    def _inputs(self, signal, lead_mask, lead_ids):
+    def _inputs(self, signal, lead_mask, lead_ids, valid_length=None):
+        """-> (patches [B, L, N, P], lead_mask, lead_ids, (offset, scale), patch_valid [B, N] bool
+        or None). valid_length [B] (samples of real signal; the rest is zero padding): a patch is
+        valid when it lies wholly inside it. None: every patch is real."""
         b, l = signal.shape[:2]
         if signal.ndim != 3 or l != self.dims.num_leads:
             raise ValueError(f"signal must be [B, {self.dims.num_leads}, T], got {signal.shape}")
         if lead_mask.shape != (b, l):
             raise ValueError(f"lead_mask must be [{b}, {l}], got {lead_mask.shape}")
         lead_mask = lead_mask.astype(bool)
+        t, p = signal.shape[-1], self.dims.patch_size
+        if valid_length is None:
+            sample_valid, patch_valid = jnp.ones((b, 1, t), bool), None
+        else:
+            if valid_length.shape != (b,):
+                raise ValueError(f"valid_length must be [{b}], got {valid_length.shape}")
+            valid_length = valid_length.astype(jnp.int32)[:, None]
+            sample_valid = (jnp.arange(t, dtype=jnp.int32)[None] < valid_length)[:, None, :]
+            patch_valid = (jnp.arange(1, t // p + 1, dtype=jnp.int32)[None] * p) <= valid_length
         signal = jnp.where(lead_mask[..., None], signal.astype(jnp.float32), 0.0)
-        signal, offset, scale = self._normalise(signal, lead_mask)
+        signal, offset, scale = self._normalise(signal, lead_mask, sample_valid)
         if lead_ids is None:
             lead_ids = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
         elif lead_ids.shape != (b, l):
             raise ValueError(f"lead_ids must be [{b}, {l}], got {lead_ids.shape}")
-        return (patchify(signal, self.dims.patch_size), lead_mask, lead_ids.astype(jnp.int32),
-                (offset, scale))
+        return (patchify(signal, p), lead_mask, lead_ids.astype(jnp.int32), (offset, scale),
+                patch_valid)
 
-    def _encode_tokens(self, tokens, valid, deterministic):
-        """tokens [B, L, n, D], valid [B, L] (leads whose tokens may be read) -> [B, L, n, D]."""
+    def _encode_tokens(self, tokens, valid, deterministic, token_valid=None):
+        """tokens [B, L, n, D], valid [B, L] (leads whose tokens may be read), token_valid
+        [B, L, n] (tokens that are real signal; None: all) -> [B, L, n, D]."""
         b, l, n, w = tokens.shape
         if self.dims.cross_lead == "joint":
-            h = self.encoder(tokens.reshape(b, l * n, w), jnp.repeat(valid, n, axis=1),
-                             deterministic=deterministic)
+            keys = jnp.repeat(valid, n, axis=1)
+            if token_valid is not None:
+                keys = keys & token_valid.reshape(b, l * n)
+            h = self.encoder(tokens.reshape(b, l * n, w), keys, deterministic=deterministic)
         else:  # per lead, weights shared: fold leads into the batch
-            h = self.encoder(tokens.reshape(b * l, n, w), deterministic=deterministic)
+            keys = None if token_valid is None else token_valid.reshape(b * l, n)
+            h = self.encoder(tokens.reshape(b * l, n, w), keys, deterministic=deterministic)
         return h.reshape(b, l, n, w)
 
     def _latents(self, h, visible, deterministic, ids_restore=None):
@@ -120,52 +140,79 @@ class LAMAE(nn.Module):
         share = (weights * seen[..., None]).sum(1) / jnp.maximum(seen.sum(1), 1.0)[:, None]
         return lat.reshape(b, n, -1, w), share
 
-    def __call__(self, signal, lead_mask, train: bool = True, lead_ids=None, held_out=None):
+    def __call__(self, signal, lead_mask, train: bool = True, lead_ids=None, held_out=None,
+                 valid_length=None):
         """Masked pretraining pass (needs the 'mask' RNG; 'dropout' too when dropout > 0 and train).
 
         held_out [B, L] bool (optional): leads masked whole, on top of the random masking (lead
-        reconstruction: rebuild them from the others). Returns recon [B, L, N, P] float32 in the
+        reconstruction: rebuild them from the others). valid_length [B] (optional): samples of
+        real signal in each row; patches past it are neither targets nor keys. Returns recon
+        [B, L, N, P] float32 in the
         model's scaled units and aux: target (scaled patches), loss_mask, patch_mask,
         whole_lead_mask, latent_attention ([B, L] or None), input_offset / input_scale [B, L, 1]
         (mV = scaled * input_scale + input_offset); `align` adds lead_projection [B, L, E] and
         projection_mask [B, L] (leads with visible tokens).
         """
         d = self.dims
-        patches, lead_mask, lead_ids, (offset, scale) = self._inputs(signal, lead_mask, lead_ids)
-        n = patches.shape[2]
+        patches, lead_mask, lead_ids, (offset, scale), patch_valid = self._inputs(
+            signal, lead_mask, lead_ids, valid_length)
+        b, l, n = patches.shape[:3]
         m = sample_masking(self.make_rng("mask"), lead_mask, n, d.num_masked(n),
-                           d.whole_lead_mask_prob, held_out)
+                           d.whole_lead_mask_prob, held_out, patch_valid)
         tokens = gather_tokens(self.tokenizer(patches, lead_ids), m.ids_keep)
+        valid_patches = (jnp.ones((b, l, n), bool) if patch_valid is None
+                         else jnp.broadcast_to(patch_valid[:, None, :], (b, l, n)))
+        token_valid = None if patch_valid is None else jnp.take_along_axis(
+            valid_patches, m.ids_keep, axis=2)
         visible_valid = lead_mask & ~m.whole_lead
-        h = self._encode_tokens(tokens, visible_valid, not train)
+        h = self._encode_tokens(tokens, visible_valid, not train, token_valid)
         latents, lead_attention = None, None
         if d.cross_lead == "latent":
-            visible = ~m.patch_mask & visible_valid[..., None]  # masked positions: not readable
+            # masked and padded positions: not readable
+            visible = ~m.patch_mask & visible_valid[..., None] & valid_patches
             if d.latent_scope == "global":  # the visible tokens themselves are the key set
                 visible = jnp.repeat(visible_valid[..., None], h.shape[2], axis=2)
+                if token_valid is not None:
+                    visible = visible & token_valid
                 latents, lead_attention = self._latents(h, visible, not train)
             else:
                 latents, lead_attention = self._latents(h, visible, not train, m.ids_restore)
         recon = self.decoder(h, m.ids_restore, m.patch_mask, lead_ids, lead_mask, latents,
-                             deterministic=not train)
-        aux = dict(target=patches, loss_mask=m.patch_mask & lead_mask[..., None],
+                             deterministic=not train, patch_valid=patch_valid)
+        aux = dict(target=patches, loss_mask=m.patch_mask & lead_mask[..., None] & valid_patches,
                    patch_mask=m.patch_mask, whole_lead_mask=m.whole_lead,
                    latent_attention=lead_attention, input_offset=offset, input_scale=scale)
         if d.cross_lead == "align":
-            aux["lead_projection"] = self.projection(h.mean(axis=2)).astype(jnp.float32)
+            if token_valid is None:
+                pooled = h.mean(axis=2)
+            else:
+                tv = token_valid[..., None].astype(h.dtype)
+                pooled = (h * tv).sum(axis=2) / jnp.maximum(tv.sum(axis=2), 1.0)
+            aux["lead_projection"] = self.projection(pooled).astype(jnp.float32)
             aux["projection_mask"] = visible_valid
         return recon, aux
 
-    def encode(self, signal, lead_mask, lead_ids=None):
+    def encode(self, signal, lead_mask, lead_ids=None, valid_length=None):
         """No masking, deterministic. Returns (ecg_embedding [B, D], aux) with aux
-        lead_embeddings [B, L, D] (zeros for missing leads) and lead_attention [B, L] or None."""
-        patches, lead_mask, lead_ids, _ = self._inputs(signal, lead_mask, lead_ids)
-        h = self._encode_tokens(self.tokenizer(patches, lead_ids), lead_mask, True)
+        lead_embeddings [B, L, D] (zeros for missing leads) and lead_attention [B, L] or None.
+        valid_length [B] (optional): patches past it are neither read nor pooled."""
+        patches, lead_mask, lead_ids, _, patch_valid = self._inputs(
+            signal, lead_mask, lead_ids, valid_length)
+        b, l, n = patches.shape[:3]
+        token_valid = None if patch_valid is None else jnp.broadcast_to(
+            patch_valid[:, None, :], (b, l, n))
+        h = self._encode_tokens(self.tokenizer(patches, lead_ids), lead_mask, True, token_valid)
         present = lead_mask[..., None].astype(jnp.float32)
-        lead_emb = h.mean(axis=2) * present
+        if token_valid is None:
+            lead_emb = h.mean(axis=2) * present
+        else:
+            tv = token_valid[..., None].astype(h.dtype)
+            lead_emb = (h * tv).sum(axis=2) / jnp.maximum(tv.sum(axis=2), 1.0) * present
         lead_attention = None
         if self.dims.cross_lead == "latent":
             visible = jnp.repeat(lead_mask[..., None], h.shape[2], axis=2)
+            if token_valid is not None:
+                visible = visible & token_valid
             latents, lead_attention = self._latents(h, visible, True)
             emb = latents.reshape(latents.shape[0], -1, latents.shape[-1]).mean(axis=1)
         else:  # mean over present leads (= over present tokens: every lead has N tokens)

@@ -20,12 +20,17 @@ class Masking(NamedTuple):
 
 
 def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num_masked: int,
-                   whole_lead_prob: float = 0.0, held_out: jnp.ndarray | None = None) -> Masking:
+                   whole_lead_prob: float = 0.0, held_out: jnp.ndarray | None = None,
+                   patch_valid: jnp.ndarray | None = None) -> Masking:
     """Mask exactly `num_masked` of `num_patches` patches in every lead, independently per lead.
 
     With `whole_lead_prob` > 0 each present lead is also masked entirely with that probability,
     but at least one present lead per example always stays partly visible. `held_out` [B, L]
     bool masks those leads whole as well (evaluation of lead reconstruction; not re-balanced).
+    `patch_valid` [B, N] bool (False: zero padding past a short record's end) puts padded patches
+    into the masked set first, so the visible set holds real patches whenever there are enough
+    (shapes stay static: a short record has fewer of its real patches masked). The caller keeps
+    padded patches out of the loss and of every key set.
     """
     b, l = lead_mask.shape
     n_keep = num_patches - num_masked
@@ -33,6 +38,8 @@ def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num
         raise ValueError(f"masking {num_masked} of {num_patches} patches leaves {n_keep} visible")
     k_patch, k_lead = jax.random.split(rng)
     noise = jax.random.uniform(k_patch, (b, l, num_patches))
+    if patch_valid is not None:  # uniform noise is < 1: padded patches sort after every real one
+        noise = noise + jnp.where(patch_valid, 0.0, 2.0)[:, None, :]
     ids_shuffle = jnp.argsort(noise, axis=-1).astype(jnp.int32)
     ids_restore = jnp.argsort(ids_shuffle, axis=-1).astype(jnp.int32)
     shuffled_masked = jnp.broadcast_to(jnp.arange(num_patches, dtype=jnp.int32) >= n_keep,

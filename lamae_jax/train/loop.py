@@ -157,7 +157,7 @@ def make_train_step(config, model, tx, schedule):
 
         def objective(params):
             recon, aux = model.apply({"params": params}, signal, batch["lead_mask"],
-                                     train=True, rngs=rngs)
+                                     train=True, rngs=rngs, valid_length=batch.get("valid_length"))
             return objective_fn(recon, aux, config)
 
         loss, grads = jax.value_and_grad(objective)(state.params)
@@ -186,7 +186,8 @@ def make_eval_step(config, model):
         from lamae_jax.models import losses
         key = jax.random.fold_in(jax.random.fold_in(state.rng, 2), index)
         recon, aux = model.apply({"params": state.params}, batch["signal"], batch["lead_mask"],
-                                 train=False, rngs={"mask": key})
+                                 train=False, rngs={"mask": key},
+                                 valid_length=batch.get("valid_length"))
         mask = aux["loss_mask"] & batch["valid"][:, None, None]
         sums = losses.masked_patch_sums(recon, aux["target"], mask, norm_pix)
         sample = {"recon": recon[0], "target": aux["target"][0], "patch_mask": aux["patch_mask"][0],
@@ -266,7 +267,7 @@ def _evaluate(config, state, eval_step, data_dir, mesh, writer, workdir, step):
         if config.eval_batches and i >= config.eval_batches:
             break
         arrays = sharding.global_batch(
-            {k: batch[k] for k in ("signal", "lead_mask", "valid")}, mesh)
+            {k: batch[k] for k in ("signal", "lead_mask", "valid_length", "valid")}, mesh)
         sums, s = eval_step(state, arrays, jnp.int32(i))
         sums = {k: float(v) for k, v in jax.device_get(sums).items()}
         pooled = sums if pooled is None else {k: pooled[k] + sums[k] for k in sums}

@@ -44,7 +44,7 @@ def loader(data_dir, **kw):
 def assert_batches_equal(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
-        assert x.keys() == y.keys() == {"signal", "units_per_mv", "lead_mask"}
+        assert x.keys() == y.keys() == {"signal", "units_per_mv", "lead_mask", "valid_length"}
         for k in x:
             np.testing.assert_array_equal(x[k], y[k])
 
@@ -98,6 +98,8 @@ def test_crop_is_a_window_of_the_stored_record(data_dir):
         assert starts, rid  # bit-identical to the reader's decode
         if src["valid_length"] >= 120:
             assert min(starts) <= src["valid_length"] - 120  # inside the valid region
+        # the crop's real samples: all of it inside the valid region, else the record's start
+        assert batch["valid_length"][k] == min(src["valid_length"], 120), rid
 
 
 def test_augmentation_on_device(data_dir):
@@ -218,6 +220,7 @@ def test_eval_batches_cover_split_once(data_dir, process_count, batch):
                 np.testing.assert_array_equal(b["signal"][k], ex["signal"])
                 np.testing.assert_array_equal(b["labels"][k], ex["labels"])
                 assert b["study_id"][k] == ex["study_id"] and b["subject_id"][k] == ex["subject_id"]
+                assert b["valid_length"][k] == ex["valid_length"]
             seen.extend(b["row"][v].tolist())
     assert sorted(seen) == list(range(n))
     assert len(set(counts)) == 1 and counts[0] == -(-(-(-n // process_count)) // batch)

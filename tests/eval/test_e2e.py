@@ -91,7 +91,8 @@ def test_export_cli_rows_follow_manifest(workdir, tmp_path):
     model, params, _ = embedding.load_model(w)  # latest step
     x = np.stack([ds[i]["signal"] for i in range(len(ds))])
     m = np.stack([ds[i]["lead_mask"] for i in range(len(ds))])
-    want, _ = jax.jit(lambda p: model.apply({"params": p}, x, m, method="encode"))(params)
+    v = np.asarray([ds[i]["valid_length"] for i in range(len(ds))], np.int32)
+    want, _ = jax.jit(lambda p: model.apply({"params": p}, x, m, valid_length=v, method="encode"))(params)
     np.testing.assert_allclose(emb, np.asarray(want), atol=1e-5, rtol=1e-5)
 
 
@@ -109,7 +110,7 @@ def test_embedder_from_workdir_uses_checkpoint_and_saved_preprocessing(workdir):
     pre = preprocess_signal(raw, 500, names, PreprocessParams(duration_s=2.0))
     sig = np.rint(pre.signal * 1000) / 1000  # int16 storage in µV, as in the shards
     want, _ = model.apply({"params": params}, sig[None].astype(np.float32), pre.lead_mask[None],
-                          method="encode")
+                          valid_length=np.asarray([pre.valid_length]), method="encode")
     np.testing.assert_allclose(v2, np.asarray(want)[0], atol=1e-4)
 
 

@@ -56,11 +56,12 @@ def test_embed_equals_preprocessing_and_dataset_path(setup):
     raw_dir, pp, model, params, embedder = setup
     ds = PreprocessedECG(pp)
     assert len(ds) == len(RECORDS)
-    encode = jax.jit(lambda x, m: model.apply({"params": params}, x, m, method="encode"))
+    encode = jax.jit(lambda x, m, v: model.apply({"params": params}, x, m, valid_length=v,
+                                                 method="encode"))
     for i in range(len(ds)):
         ex = ds[i]
         name = ds.manifest["source"][i]
-        want, aux = encode(ex["signal"][None], ex["lead_mask"][None])
+        want, aux = encode(ex["signal"][None], ex["lead_mask"][None], np.asarray([ex["valid_length"]]))
         got, lead = embedder.embed(*_read(raw_dir, name), return_lead_embeddings=True)
         assert got.shape == (want.shape[1],) and lead.shape == (12, want.shape[1])
         np.testing.assert_allclose(got, np.asarray(want)[0], atol=1e-4, rtol=0, err_msg=name)

@@ -33,7 +33,9 @@ def setup(tmp_path_factory):
 def _direct(model, params, ds):
     x = np.stack([ds[i]["signal"] for i in range(len(ds))])
     m = np.stack([ds[i]["lead_mask"] for i in range(len(ds))])
-    emb, aux = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, method="encode"))(params, x, m)
+    v = np.asarray([ds[i]["valid_length"] for i in range(len(ds))], np.int32)
+    emb, aux = jax.jit(lambda p, x, m, v: model.apply({"params": p}, x, m, valid_length=v,
+                                                      method="encode"))(params, x, m, v)
     return np.asarray(emb), np.asarray(aux["lead_embeddings"]), np.asarray(aux["lead_attention"])
 
 
