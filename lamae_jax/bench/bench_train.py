@@ -74,7 +74,7 @@ def rss_peak_bytes() -> int | None:
 
 def random_batch(batch_size: int, num_samples: int = 2500, seed: int = 0) -> dict:
     """A training batch as the loader yields it: int16 µV crops of mV-scale signals (the step
-    decodes and augments them), a few missing leads."""
+    decodes and augments them), a few missing leads, full-length records (valid_length)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -83,7 +83,7 @@ def random_batch(batch_size: int, num_samples: int = 2500, seed: int = 0) -> dic
     lead_mask[:, 1] = True  # never an ECG without leads
     signal[~lead_mask] = 0
     return {"signal": signal, "units_per_mv": np.full((batch_size,), 1000.0, np.float32),
-            "lead_mask": lead_mask}
+            "lead_mask": lead_mask, "valid_length": np.full((batch_size,), num_samples, np.int32)}
 
 
 def make_step(config):
