@@ -61,8 +61,18 @@ def _serial_replicas_on_cpu() -> None:
     _REPLICAS_CHECKED = True
     if jax.default_backend() == "cpu":
         from orbax.checkpoint import type_handlers
-        type_handlers.register_type_handler(
-            jax.Array, type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+        quiet, absl_logger = _QuietOverride(), std_logging.getLogger("absl")
+        absl_logger.addFilter(quiet)  # Orbax warns 'overriding jax.Array' on a deliberate override
+        try:
+            type_handlers.register_type_handler(
+                jax.Array, type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+        finally:
+            absl_logger.removeFilter(quiet)
+
+
+class _QuietOverride(std_logging.Filter):
+    def filter(self, record):
+        return "overriding" not in record.getMessage()
 
 
 _REPLICAS_CHECKED = False
