@@ -109,7 +109,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.optim.base_lr = 0.1  # peak 3e-3 at batch 8
         c.optim.warmup_steps = 2
         c.checkpoint.every = 10
-        c.data.synthetic_records = 64
+        c.data.synthetic_records = 96  # seed 0: 86 train, 8 val, 2 test ECGs (train -> evaluate works)
 
     c.lock()
     return c

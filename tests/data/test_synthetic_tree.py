@@ -263,3 +263,19 @@ def test_statistics_close_to_real_recordings(tree, ecg_samples):
     key = [("I", "II"), ("II", "aVR"), ("II", "aVF"), ("V1", "V6"), ("V5", "V6"), ("I", "V6")]
     for a, b in key:
         assert np.sign(c_real[LEADS.index(a), LEADS.index(b)]) == np.sign(c_syn[LEADS.index(a), LEADS.index(b)])
+
+
+def test_smoke_dataset_has_every_split():
+    """`train :smoke` then `evaluate` needs test ECGs: the smoke cohort (MIMIC's fold 19 = test)
+    must contain some, not only train and val."""
+    from lamae_jax.data.labels import split_of_fold
+    from lamae_jax.data.synthetic import cohort
+    from tests.helpers.train import config
+
+    c = config("smoke")
+    counts = {"train": 0, "val": 0, "test": 0}
+    for studies in cohort.iter_studies(c.data.synthetic_seed, c.data.synthetic_records):
+        for s in studies:
+            counts[split_of_fold(s.icd["fold"])] += 1
+    assert sum(counts.values()) == c.data.synthetic_records
+    assert min(counts.values()) > 0, counts  # 64 ECGs had no test split
