@@ -30,7 +30,7 @@ import time
 import grain
 import numpy as np
 
-from lamae_jax.data import record_format
+from lamae_jax.data import record_format, sources
 from lamae_jax.data.dataset import PreprocessedECG
 
 def resolve_process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
@@ -74,11 +74,15 @@ class ShuffledBatchKeys:
     """
 
     def __init__(self, record_keys: np.ndarray, batch_size: int, seed: int, process_index: int,
-                 process_count: int):
+                 process_count: int, mix: list[tuple[np.ndarray, int]] | None = None):
+        """mix: [(source keys, records per epoch)] of several weighted sources (data.sources);
+        None: the epoch is `record_keys` itself."""
         self.keys = np.asarray(record_keys, np.int64)
+        self.mix = mix
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.process_index, self.process_count = process_index, process_count
-        self.per_host = len(self.keys) // process_count
+        total = len(self.keys) if mix is None else sum(c for _, c in mix)
+        self.per_host = total // process_count
         self._epochs: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -93,9 +97,14 @@ class ShuffledBatchKeys:
         with self._lock:
             keys = self._epochs.get(epoch)
             if keys is None:
+                pool = self.keys
+                if self.mix is not None:  # this epoch's weighted draw from every source
+                    pool = np.concatenate([sources.draw(k, c, np.random.default_rng(
+                        np.random.SeedSequence([self.seed, 3, epoch, i])))
+                        for i, (k, c) in enumerate(self.mix)])
                 rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, epoch]))
-                perm = rng.permutation(len(self.keys))[: self.per_host * self.process_count]
-                keys = self.keys[perm[self.process_index::self.process_count]]
+                perm = rng.permutation(len(pool))[: self.per_host * self.process_count]
+                keys = pool[perm[self.process_index::self.process_count]]
                 if len(self._epochs) >= 2:
                     del self._epochs[min(self._epochs)]
                 self._epochs[epoch] = keys
@@ -168,30 +177,51 @@ def make_train_dataset(
     process_count: int | None = None,
     num_epochs: int | None = None,
 ) -> grain.MapDataset:
-    """Random-access dataset of this host's training batches (see the module docstring)."""
+    """Random-access dataset of this host's training batches (see the module docstring).
+    data_dir: one preprocessed directory, or several as 'DIR[:W],DIR[:W]' (lamae_jax.data.sources)."""
     process_index, process_count = resolve_process(process_index, process_count)
     if global_batch_size <= 0 or global_batch_size % process_count:
         raise ValueError(f"global_batch_size {global_batch_size} must be a positive multiple of "
                          f"process_count {process_count}")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
-    reader = open_reader(data_dir, split)
-    per_host = len(reader) // process_count
+    srcs = sources.parse(str(data_dir))
+    readers = [open_reader(s.path, split) for s in srcs]
+    for s, r in zip(srcs, readers):
+        if len(r) == 0:
+            raise ValueError(f"split {split!r} of {s.path} has no records")
+    counts = sources.epoch_counts([len(r) for r in readers],
+                                  None if srcs[0].weight is None else [s.weight for s in srcs])
+    per_host = sum(counts) // process_count
     if per_host == 0:
-        raise ValueError(f"split {split!r} of {data_dir} has {len(reader)} records, fewer than "
+        raise ValueError(f"split {split!r} of {data_dir} has {sum(counts)} records, fewer than "
                          f"process_count {process_count}")
+    reader = readers[0]
     num_samples = reader[0]["signal"].shape[1]
+    stored_dtype = record_format.unpack(reader.source[int(reader.record_keys[0])])["signal"].dtype
+    shard_specs, keys, offset = [], [], 0
+    for s, r in zip(srcs, readers):  # one key space: source i's keys shifted past the others' shards
+        first = r[0]["signal"]
+        dtype = record_format.unpack(r.source[int(r.record_keys[0])])["signal"].dtype
+        if first.shape[1] != num_samples or dtype != stored_dtype:
+            raise ValueError(f"data source {s.path} stores {first.shape[1]} samples as {dtype}, "
+                             f"{srcs[0].path} {num_samples} as {stored_dtype}: preprocess every "
+                             "source with the same duration, rate and storage dtype")
+        shard_specs += r.shard_specs
+        keys.append(np.asarray(r.record_keys, np.int64) + offset)
+        offset += sum(int(spec.rsplit("[0:", 1)[1][:-1]) for spec in r.shard_specs)
     crop_samples = num_samples if crop_samples in (None, 0) else int(crop_samples)
     if not 0 < crop_samples <= num_samples:
         raise ValueError(f"crop_samples {crop_samples} must be in (0, {num_samples}] (record length)")
 
     batch_size = global_batch_size // process_count
     num_batches = (sys.maxsize if num_epochs is None else per_host * num_epochs) // batch_size
-    batch_keys = ShuffledBatchKeys(reader.record_keys, batch_size, seed, process_index, process_count)
+    mix = None if srcs[0].weight is None else list(zip(keys, counts))
+    batch_keys = ShuffledBatchKeys(np.concatenate(keys), batch_size, seed, process_index,
+                                   process_count, mix)
     ds = grain.MapDataset.range(num_batches).map(batch_keys)
     crop_seed = int(np.random.SeedSequence([seed, 2, process_index]).generate_state(1)[0])
-    stored_dtype = record_format.unpack(reader.source[int(reader.record_keys[0])])["signal"].dtype
-    return ds.random_map(ReadCrop(reader.shard_specs, crop_samples, stored_dtype), seed=crop_seed)
+    return ds.random_map(ReadCrop(shard_specs, crop_samples, stored_dtype), seed=crop_seed)
 
 
 def make_train_loader(

@@ -34,7 +34,11 @@ def resolve_data_dir(workdir: str | os.PathLike, config: Any, override: str | No
     root = config.get("data", {}).get("root", "") if hasattr(config, "get") else ""
     if root:
         candidates.append(("config data.root", root))
+    from lamae_jax.data import sources
+
     for origin, path in candidates:
+        if origin != "--data" and path:  # a pretraining mix 'DIR[:W],...': its first source
+            path = sources.primary(path)
         path = os.path.expanduser(path)
         if (pathlib.Path(path) / "manifest.csv").is_file():
             return path

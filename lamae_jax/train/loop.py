@@ -64,17 +64,24 @@ def make_train_iterator(config: ml_collections.ConfigDict, data_dir: str):
 
 
 def make_eval_iterator(config: ml_collections.ConfigDict, data_dir: str):
-    from lamae_jax.data import pipeline
+    from lamae_jax.data import pipeline, sources
     return pipeline.make_eval_batches(
-        data_dir, "val", per_host_batch_size=config.batch_size // jax.process_count(),
+        sources.primary(data_dir), "val", per_host_batch_size=config.batch_size // jax.process_count(),
         process_index=jax.process_index(), process_count=jax.process_count())
 
 
 def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
-    if config.data.root:
-        return paths.normalize(config.data.root)
+    """The data directory ('' = the embedded synthetic data), or several as 'DIR[:W],...' with
+    each path resolved ('synthetic' = the embedded synthetic data)."""
+    from lamae_jax.data import sources
     from lamae_jax.data.synthetic import cache as synthetic_cache
-    return synthetic_cache.ensure_synthetic_dataset(config.data)
+
+    if not config.data.root:
+        return synthetic_cache.ensure_synthetic_dataset(config.data)
+    srcs = [sources.Source(synthetic_cache.ensure_synthetic_dataset(config.data)
+                           if s.path == sources.SYNTHETIC else paths.normalize(s.path), s.weight)
+            for s in sources.parse(config.data.root)]
+    return sources.format_spec(srcs)
 
 
 # ---------------------------------------------------------------- validation
@@ -113,32 +120,48 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.data.crop_samples % p or config.data.crop_samples > config.model.num_samples:
         problems.append(f"config.data.crop_samples={config.data.crop_samples} must be a multiple of "
                         f"model.patch_size={p} and <= model.num_samples={config.model.num_samples}")
-    if config.data.root and paths.is_uri(config.data.root):
-        problems.append(f"config.data.root={config.data.root!r}: shards are read from local paths "
-                        f"only (ArrayRecord); mount the bucket (gcsfuse) on every host and point "
-                        f"--config.data.root at the mount. The workdir may be gs://")
-    elif config.data.root:
-        root = os.path.expanduser(config.data.root)
-        if not os.path.isdir(root):
-            problems.append(f"config.data.root={config.data.root!r} does not exist: point it at a "
-                            f"directory written by `python -m lamae_jax.preprocess --out DIR`, or "
-                            f"set --config.data.root='' to use the embedded synthetic data")
+    problems += _data_root_problems(config.data.root, n_proc)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _data_root_problems(spec: str, n_proc: int) -> list[str]:
+    from lamae_jax.data import sources
+
+    if not spec:
+        return []
+    try:
+        srcs = sources.parse(spec)
+    except ValueError as e:
+        return [f"config.data.root: {e}"]
+    problems = []
+    for src in srcs:
+        root, name = os.path.expanduser(src.path), f"config.data.root source {src.path!r}"
+        if src.path == sources.SYNTHETIC:
+            continue
+        if paths.is_uri(src.path):
+            problems.append(f"{name}: shards are read from local paths only (ArrayRecord); mount "
+                            f"the bucket (gcsfuse) on every host and point --config.data.root at "
+                            f"the mount. The workdir may be gs://")
+        elif not os.path.isdir(root):
+            problems.append(f"{name} does not exist: point it at a directory written by "
+                            f"`python -m lamae_jax.preprocess --out DIR`, or set "
+                            f"--config.data.root='' to use the embedded synthetic data")
         elif not os.path.exists(os.path.join(root, "manifest.csv")):
-            problems.append(f"config.data.root={config.data.root!r} has no manifest.csv: it is not a "
-                            f"preprocessed dataset (run `python -m lamae_jax.preprocess` first)")
+            problems.append(f"{name} has no manifest.csv: it is not a preprocessed dataset (run "
+                            f"`python -m lamae_jax.preprocess` first)")
         else:
             import csv
 
             with open(os.path.join(root, "manifest.csv"), newline="", encoding="utf-8") as f:
                 n_train = sum(row.get("split") == "train" for row in csv.DictReader(f))
-            if n_train < n_proc:
+            if n_train < max(n_proc, 1) and (len(srcs) == 1 or n_train == 0):
                 problems.append(
-                    f"config.data.root={config.data.root!r}: split 'train' has {n_train} record(s), fewer "
-                    f"than the {n_proc} process(es): preprocess a directory whose records are assigned "
-                    f"to the train split (manifest.csv column `split`), or point --config.data.root "
-                    f"elsewhere ('' = embedded synthetic data)")
-    if problems:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+                    f"{name}: split 'train' has {n_train} record(s), fewer than the {n_proc} "
+                    f"process(es): preprocess a directory whose records are assigned to the train "
+                    f"split (manifest.csv column `split`), or point --config.data.root elsewhere "
+                    f"('' = embedded synthetic data)")
+    return problems
 
 
 # ---------------------------------------------------------------- state and steps
@@ -251,7 +274,8 @@ def _write_config(config, workdir: str, data_dir: str) -> None:
         paths.write_text(path, json.dumps(resolved, indent=2, sort_keys=True))
         paths.write_text(paths.join(workdir, "data_dir.txt"), data_dir + "\n")
         # The model ships with its preprocessing: Embedder.from_workdir needs no data directory.
-        pre = paths.join(data_dir, "preprocess_config.json")
+        from lamae_jax.data import sources
+        pre = paths.join(sources.primary(data_dir), "preprocess_config.json")
         own = paths.join(workdir, "preprocess_config.json")
         if paths.isfile(pre) and not paths.exists(own):
             paths.copy_file(pre, own)

@@ -121,18 +121,27 @@ def test_smoke_loss_falls_on_8_device_fsdp_mesh(tmp_path, cache_dir):
 def test_one_step_per_cross_lead_variant(tmp_path, cache_dir, cross_lead):
     c = smoke_config(cache_dir, **{"model.cross_lead": cross_lead, "total_steps": 1, "log_every": 1,
                                    "eval_every": 1, "checkpoint.every": 1})
-    summary = trainer.train_and_evaluate(c, str(tmp_path))
+    if cross_lead == "none":  # also: pretraining on a mix of the synthetic data and another dir
+        from tests.helpers.preprocessed import make_records, write_preprocessed
+        other = write_preprocessed(tmp_path / "other", make_records(6, splits=("train",)))
+        c.data.root = f"synthetic:0.5,{other}:0.5"
+    workdir = tmp_path / "w"
+    summary = trainer.train_and_evaluate(c, str(workdir))
     assert summary["step"] == 1 and not summary["preempted"]
+    if cross_lead == "none":
+        spec = (workdir / "data_dir.txt").read_text().strip()
+        assert spec.endswith(f"{other}:0.5") and "synthetic-n96" in spec  # resolved, weights kept
+        assert (workdir / "preprocess_config.json").exists()  # the primary's
     assert np.isfinite(summary["final_loss"]) and np.isfinite(summary["val_ev"])
-    rows = read_metrics(tmp_path)
+    rows = read_metrics(workdir)
     assert [r["step"] for r in rows if "loss" in r] == [1] and all(np.isfinite(r["loss"]) for r in rows
                                                                    if "loss" in r)
     val = [r for r in rows if "val_ev" in r]
     assert [r["step"] for r in val] == [1] and np.isfinite(val[0]["val_ev"])
-    mgr = checkpoints.make_manager(str(tmp_path), read_only=True)
+    mgr = checkpoints.make_manager(str(workdir), read_only=True)
     assert list(mgr.all_steps()) == [1]
     mgr.close()
-    params, cfg = checkpoints.restore_params(str(tmp_path))
+    params, cfg = checkpoints.restore_params(str(workdir))
     assert cfg.model.cross_lead == cross_lead
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
