@@ -1,4 +1,4 @@
-"""python -m lamae_jax.bench [--quick] [--json OUT] [--sections preprocess,loader,train] [--gpu]
+"""python -m lamae_jax.bench [--quick] [--json OUT] [--sections preprocess,loader,train,finetune] [--gpu]
 
 Prints one table of figures, each beside a baseline measured in the same run, with PASS/MISS
 against the targets of BENCHMARKS.md. Sections that fail are reported in the table, never fatal.
@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 
-SECTIONS = ("preprocess", "loader", "train")
+SECTIONS = ("preprocess", "loader", "train", "finetune")
 LOADER_BATCH = 256  # configs/base.py's global batch: what one host's loader feeds a paper-scale run
 
 
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
 
     if not flags.FLAGS.is_parsed():  # Grain's worker processes read absl flags
         flags.FLAGS.mark_as_parsed()
-    from lamae_jax.bench import bench_loader, bench_preprocess, bench_train, report
+    from lamae_jax.bench import bench_finetune, bench_loader, bench_preprocess, bench_train, report
     from lamae_jax.bench.peak import matmul_peak
 
     t_start = time.perf_counter()
@@ -78,6 +78,9 @@ def main(argv=None) -> int:
         if "train" in args.sections:
             log("train: one child process per configuration")
             raw["train"] = _guard(lambda: bench_train.run_section(args.quick, args.gpu, log=log, config=args.config), "train")
+        if "finetune" in args.sections:
+            log(f"finetune: {bench_finetune.DEFAULT_CONFIG} model, full and linear vs pretraining")
+            raw["finetune"] = _guard(lambda: bench_finetune.run_section(args.quick), "finetune")
         data_dir = raw.get("preprocess", {}).get("data_dir")
         if "loader" in args.sections and data_dir:
             log(f"loader: 0 and {workers} workers")
@@ -103,7 +106,7 @@ def main(argv=None) -> int:
 def make_figures(raw: dict, args: argparse.Namespace) -> list:
     """All figures, in table order. MFU divides by the higher of the two peak measurements (so a
     machine loaded at one of them can only understate MFU)."""
-    from lamae_jax.bench import bench_loader, bench_preprocess, bench_train
+    from lamae_jax.bench import bench_finetune, bench_loader, bench_preprocess, bench_train
     from lamae_jax.bench.report import Figure
 
     start, end = raw["peak"], raw.get("peak_end") or raw["peak"]
@@ -121,6 +124,8 @@ def make_figures(raw: dict, args: argparse.Namespace) -> list:
                                note="no preprocessed data (see the preprocess section's error)"))
     if "train" in args.sections:
         figs += _figs(lambda: bench_train.figures(raw["train"], peak, args.gpu), "train", raw)
+    if "finetune" in args.sections:
+        figs += _figs(lambda: bench_finetune.figures(raw["finetune"]), "finetune", raw)
     return figs
 
 

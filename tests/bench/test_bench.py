@@ -231,3 +231,18 @@ def test_profile_op_categories():
     assert _category("wrapped_broadcast.8") == "broadcast"
     assert _category("multiply_tanh_fusion.5") == "elementwise"
     assert _category("ThunkExecutor::Execute") is None and _category("SlinkyThreadPool::Await") is None
+
+
+def test_finetune_steps_are_timed_beside_the_pretraining_step():
+    from lamae_jax.bench import bench_finetune
+
+    cfg = bench_train.full_config("tiny")
+    res = bench_finetune.measure(cfg, 8, rounds=1)
+    assert res["devices"] == 8 and res["batch"] == 8
+    for mode in ("full", "linear"):
+        assert res[f"{mode}_step_s"] > 0
+        assert math.isclose(res[f"{mode}_ratio"], res[f"{mode}_step_s"] / res["pretrain_step_s"])
+        assert math.isclose(res[f"{mode}_ecg_per_s"], 8 / res[f"{mode}_step_s"])
+    figs = bench_finetune.figures(res)
+    assert [f.baseline for f in figs] == ["pretraining step"] * 2
+    assert math.isclose(figs[0].ratio, res["full_ratio"])
