@@ -172,7 +172,7 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     else:
         check_labels(data_dir)  # before restoring or embedding anything
         model, params, config = embedding.load_model(workdir, step=used_step)
-    cache = _cache_path(workdir, used_step, data_dir) if cache_embeddings else None
+    cache = _cache_path(workdir, used_step, data_dir, config) if cache_embeddings else None
     embedded = _load_cache(cache, data_dir) if cache else None
     if embedded is None:
         embedded = embed_all(model, params, data_dir, batch_size=batch_size)
@@ -242,11 +242,26 @@ def random_params(config):
     return jax.jit(functools.partial(state.init_params, config))()
 
 
-def _cache_path(workdir: str, step, data_dir: str) -> pathlib.Path:
+def _cache_path(workdir: str, step, data_dir: str, config) -> pathlib.Path:
+    """W/embeddings/step{S}-{checkpoint}-{data}.npz, keyed on the checkpoint's identity (a retrained
+    run saving the same step is another file; random init: the seed and model config) and on the
+    data directory and its manifest, so stale embeddings are never reused."""
     import hashlib
+    import json
 
-    tag = hashlib.sha1(os.path.abspath(data_dir).encode()).hexdigest()[:10]
-    return pathlib.Path(workdir).expanduser() / "embeddings" / f"step{step}-{tag}.npz"
+    from lamae_jax.train import checkpoints
+
+    if step == "random":
+        model = json.dumps(config.model.to_dict() if hasattr(config.model, "to_dict") else
+                           dict(config.model), sort_keys=True)
+        ckpt = hashlib.sha1(f"seed{config.seed}|{model}".encode()).hexdigest()[:10]
+    else:
+        ckpt = checkpoints.checkpoint_identity(workdir, step)
+    manifest = pathlib.Path(data_dir) / "manifest.csv"
+    st = manifest.stat() if manifest.is_file() else None
+    data = f"{os.path.abspath(data_dir)}|{st and (st.st_size, st.st_mtime_ns)}"
+    tag = hashlib.sha1(data.encode()).hexdigest()[:10]
+    return pathlib.Path(workdir).expanduser() / "embeddings" / f"step{step}-{ckpt}-{tag}.npz"
 
 
 def _load_cache(path: pathlib.Path, data_dir: str) -> dict | None:

@@ -132,6 +132,16 @@ def best_step(mgr: ocp.CheckpointManager) -> int | None:
     return min(scored)[1] if scored else None
 
 
+def checkpoint_identity(workdir: str, step: int) -> str:
+    """A short hash naming this checkpoint and no other: Orbax's metadata of the step (its save
+    timestamps), so a retrained run that saved the same step number is a different checkpoint."""
+    import hashlib
+
+    meta = paths.join(checkpoint_dir(workdir), str(int(step)), "_CHECKPOINT_METADATA")
+    text = paths.read_text(meta) if paths.isfile(meta) else f"no-metadata:{workdir}:{step}"
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     path = paths.join(workdir, "config.json")
     if not paths.exists(path):
