@@ -1,4 +1,4 @@
-"""`python -m lamae_jax.compare --out runs/compare`: latent (LAMAE) vs none vs joint at equal budget.
+"""`python -m lamae_jax.compare --out runs/compare`: latent (LAMAE) vs none, joint, align at equal budget.
 
 Pretrains every variant from the same config (`--config=PATH[:variant]`, `--config.KEY=VALUE`
 overrides for all variants, as `python -m lamae_jax.train` takes them) and probes each with the same
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-VARIANTS = ("latent", "none", "joint")
+from lamae_jax.eval.compare import VARIANTS  # latent, none, joint, align
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """The paper's comparison (`python -m lamae_jax.compare --out runs/compare`) as a library.
 
-Pretrains `latent` (LAMAE), `none` (independent leads) and `joint` (ST-MEM style) from the same
-config with identical budgets (steps, batch, optimiser, seed) and the same preprocessed data, then
+Pretrains `latent` (LAMAE), `none` (independent leads), `joint` (ST-MEM style) and `align`
+(CLOCS-style contrastive alignment of the leads) from the same config with identical budgets (steps, batch, optimiser, seed) and the same preprocessed data, then
 evaluates each with the same linear-probe protocol (same label fractions, subject draws, bootstrap
 replicates), and writes OUT/comparison.md, OUT/comparison.json and OUT/label_efficiency.png.
 Each variant's run lives in OUT/<variant>/ (rerunning resumes or reuses it). Pretraining is
@@ -15,7 +15,7 @@ import os
 import pathlib
 import time
 
-VARIANTS = ("latent", "none", "joint")
+VARIANTS = ("latent", "none", "joint", "align")
 
 
 from lamae_jax.eval.protocol import paired_differences  # noqa: E402,F401  (re-exported)
@@ -47,6 +47,10 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
         lines.append(f"| {v} | {r.get('params', '–')} | {val if val is None else f'{val:.4f}'} | "
                      f"{'–' if secs is None else f'{secs:.0f}'} | "
                      + " | ".join(_cell(summ.get(f"{f:g}")) for f in fractions) + f" | {auprc} |")
+    if meta.get("align"):
+        a = meta["align"]
+        lines += ["", f"`align`: the `none` MAE plus a contrastive term aligning the leads of one ECG "
+                  f"(weight {a['contrastive_weight']:g}, temperature {a['contrastive_temperature']:g})."]
     if diffs:
         lines += ["", "Paired difference in test macro AUROC (same test subjects resampled; a CI "
                   "excluding 0 is a significant difference):", "",
@@ -122,7 +126,11 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
         meta = {"config": meta_config, "total_steps": int(summary.get("total_steps", config.total_steps)),
                 "batch_size": int(summary.get("batch_size", config.batch_size)), "data_dir": data_dir,
                 "codes": codes, "seeds": seeds, "fractions": list(fractions), "size": config.model.size,
-                "eval_data_dir": eval_data or data_dir}
+                "eval_data_dir": eval_data or data_dir,
+                "align": (meta or {}).get("align")}
+        if v == "align":
+            meta["align"] = {k: config.model[k] for k in
+                             ("contrastive_weight", "contrastive_temperature")}
     if jax.process_index() != 0:
         return 0
     table = {v: {"macro_auroc": {k: s.get("macro_auroc") for k, s in r["results"]["summary"].items()},

@@ -35,12 +35,20 @@ def test_paired_difference_favours_better_embeddings():
     md = compare.comparison_markdown(rows, [0.2, 1.0], {"config": "c", "total_steps": 5, "batch_size": 2,
                                                         "data_dir": "d", "codes": "all", "seeds": 2}, diffs)
     assert "| latent |" in md and "| none |" in md and "| latent - none |" in md
+    md = compare.comparison_markdown(rows, [0.1, 1.0], {"config": "c", "total_steps": 1, "batch_size": 8,
+                                                        "data_dir": "d", "codes": "all", "seeds": 2,
+                                                        "align": {"contrastive_weight": 1.0,
+                                                                  "contrastive_temperature": 0.1}}, diffs)
+    assert "weight 1, temperature 0.1" in md  # align's contrastive settings beside the table
     assert compare.paired_differences({"none": rows["none"]}) == {}
 
 
 def test_overrides_are_typed_and_checked():
     from lamae_jax.compare import variant_configs
 
+    from lamae_jax.compare import VARIANTS
+
+    assert VARIANTS == ("latent", "none", "joint", "align")
     c = variant_configs(CONFIG + ":smoke", ["--config.model.num_latents=8", "--config.optim.base_lr=0.01",
                                             "--config.data.root=/x"], ["none"], total_steps=5)["none"]
     assert c.model.num_latents == 8 and isinstance(c.model.num_latents, int)
