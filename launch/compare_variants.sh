@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's comparison in one command: pretrain latent (LAMAE), none and joint with identical
+# The paper's comparison in one command: pretrain latent (LAMAE), none, joint and align with identical
 # budgets and data, evaluate all with the same linear-probe protocol, write one comparison table.
 #   launch/compare_variants.sh [OUT] [extra args for python -m lamae_jax.compare]
 # e.g. launch/compare_variants.sh runs/compare --total-steps 300 --seeds 3
