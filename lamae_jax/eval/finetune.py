@@ -150,8 +150,11 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
             opt_init, train_step = train_steps[total]
             params0 = {"encoder": encoder, "head": loop.init_head(seed, dim, y_tr.mean(axis=0))}
             tag = f"[fraction {fraction:g} seed {seed}]"
-            best_params, info = loop.fit(runner, train_step, opt_init, params0, tr, y_tr, split["val"],
-                                         y["val"], total_steps=total, patience=patience, seed=seed,
+            # early stopping on the same fraction of validation subjects (protocol.val_indices)
+            vidx = protocol.val_indices(subjects["val"], fraction, seed)
+            val = {k: v[vidx] for k, v in split["val"].items()}
+            best_params, info = loop.fit(runner, train_step, opt_init, params0, tr, y_tr, val,
+                                         y["val"][vidx], total_steps=total, patience=patience, seed=seed,
                                          log_every=log_every, tag=tag)
             scores = np.array(runner.predict_split(runner.place(best_params), split["test"]), np.float32)
             scores[:, no_pos] = 0.0  # nothing was learnt for these codes: no information, AUROC 0.5
@@ -159,7 +162,7 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
                                              n_boot=n_boot, seed=0, return_replicates=True)
             r.update(fraction=fraction, seed=seed, n_train_records=int(len(idx)),
                      n_train_subjects=int(np.unique(subjects["train"][idx]).size),
-                     codes_without_positive=missing, **info)
+                     n_val_records=int(len(vidx)), codes_without_positive=missing, **info)
             done.append(r)
             val_auc = info["val_macro_auroc"]
             print(f"{tag} {len(idx)} train records, best epoch {info['best_epoch']} (val macro AUROC "

@@ -2,7 +2,9 @@
 
 For each fraction of TRAINING SUBJECTS (all records of a drawn subject come along, so no subject
 straddles labelled/unlabelled) and each seed: fit the linear probe on the subsample, choose L2 on
-the full validation split, score the full test split with a subject-level bootstrap. A code with
+the same fraction of VALIDATION subjects (val_indices: a draw of its own, so tuning never sees more
+labels than a researcher with that fraction would have; 1.0 uses all of them), score the full test
+split with a subject-level bootstrap. A code with
 no positive among a draw's training records cannot be learnt from it: the probe gives that code a
 constant score (AUROC 0.5, AUPRC = prevalence) and the draw reports it, so that every fraction is
 averaged over the same codes and the few-label settings are not flattered by dropping hard draws.
@@ -71,6 +73,17 @@ def subsample_subjects(subjects: np.ndarray, fraction: float, seed: int) -> np.n
     return np.flatnonzero(np.isin(subjects, chosen))
 
 
+VAL_SEED = 10_007  # validation draws: a stream apart from the training draws of the same seed
+
+
+def val_indices(val_subjects: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The validation records that tune a model trained on `fraction` of the training subjects:
+    the same fraction of validation subjects (>= 1), all of them at 1.0."""
+    if fraction >= 1.0:
+        return np.arange(len(val_subjects))
+    return subsample_subjects(val_subjects, fraction, VAL_SEED + seed)
+
+
 def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
         fractions: Sequence[float] = (0.01, 0.1, 1.0), seeds: int = 3, n_boot: int = 200,
         l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID, bootstrap_seed: int = 0) -> dict:
@@ -98,8 +111,9 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
                 print(msg, flush=True)
                 skipped.append({"fraction": fraction, "seed": seed, "codes_without_positive": missing,
                                 "n_train_records": int(len(idx)), "action": "constant score"})
-            fitted, info = probe.fit_probe(emb["train"][idx], y_tr, emb["val"], labels["val"],
-                                           l2_grid=l2_grid)
+            vidx = val_indices(subjects["val"], fraction, seed)
+            fitted, info = probe.fit_probe(emb["train"][idx], y_tr, emb["val"][vidx],
+                                           labels["val"][vidx], l2_grid=l2_grid)
             scores = np.array(fitted.predict_logits(emb["test"]), dtype=np.float32, copy=True)
             scores[:, no_pos] = 0.0  # nothing was learnt for these codes: no information, AUROC 0.5
             r = eval_metrics.evaluate_scores(scores, y_test, code_names, groups=subjects["test"],
@@ -107,6 +121,8 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
             r.update(fraction=fraction, seed=seed, n_train_records=int(len(idx)),
                      codes_without_positive=missing,
                      n_train_subjects=int(np.unique(subjects["train"][idx]).size),
+                     n_val_records=int(len(vidx)),
+                     n_val_subjects=int(np.unique(subjects["val"][vidx]).size),
                      val_macro_auroc_by_l2=dict(zip(map(str, info["l2_grid"]), info["val_macro_auroc"])),
                      chosen_l2=dict(zip(code_names, info["chosen_l2"])))
             done.append(r)

@@ -94,6 +94,15 @@ def test_protocol_scores_codes_without_positives_as_chance_and_summarises(data, 
     for setting in r["settings"]:
         assert "replicates" not in setting
         assert set(setting["per_code"]) == set(codes)
+    # L2 is tuned on the same fraction of validation subjects: 5 % of 80 = 4 (no label leakage
+    # from the full validation split into the few-label setting); 1.0 tunes on all 80
+    n_val = {(st["fraction"], st["seed"]): st["n_val_subjects"] for st in r["settings"]}
+    assert n_val == {(0.05, 0): 4, (0.05, 1): 4, (1.0, 0): 80}
+    drawn = [np.unique(subjects["val"][label_efficiency.val_indices(subjects["val"], 0.05, s)])
+             for s in (0, 1)]
+    assert not np.array_equal(drawn[0], drawn[1])  # a new validation draw per seed
+    assert not np.array_equal(label_efficiency.val_indices(subjects["val"], 0.05, 0),
+                              label_efficiency.subsample_subjects(subjects["val"], 0.05, 0))
     # reports: JSON with a macro_auroc per setting, Markdown table, PNG
     r["meta"] = {"workdir": "w", "step": 1, "cross_lead": "latent", "codes": "all", "n_boot": 50}
     write_reports(r, tmp_path)
