@@ -150,6 +150,32 @@ def embed_split(model, params, data_dir: str | os.PathLike, split: str, *,
     return out
 
 
+READOUTS = ("default", "mean", "concat", "latent")
+
+
+def readouts_of(cross_lead: str) -> tuple[str, ...]:
+    """The readouts a variant has: every variant mean and concat; `latent` its latent mean."""
+    return ("latent", "mean", "concat") if cross_lead == "latent" else ("mean", "concat")
+
+
+def readout_features(result: dict, lead_mask: np.ndarray, kind: str) -> np.ndarray:
+    """[N, F] probe features from an embed_split result: `default` the model's ECG embedding (latent:
+    latent mean; others: mean of present leads); `mean` the mean of the present leads' embeddings
+    (the same pool for every variant); `concat` the 12 lead embeddings side by side, zeros for missing
+    leads (keeps which lead shows what); `latent` the latent mean (latent variant only)."""
+    if kind in ("default", "latent"):
+        return np.asarray(result["embeddings"], np.float32)
+    if "lead_embeddings" not in result:
+        raise ValueError(f"readout {kind!r} needs lead embeddings (embed_split(..., lead_embeddings=True))")
+    lead = np.asarray(result["lead_embeddings"], np.float32)
+    if kind == "concat":
+        return lead.reshape(lead.shape[0], -1)
+    if kind == "mean":
+        present = np.asarray(lead_mask, np.float32)[..., None]
+        return (lead * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1.0)
+    raise ValueError(f"readout must be one of {READOUTS}, got {kind!r}")
+
+
 def load_model(workdir: str | os.PathLike, step: int | None = None, best: bool = False):
     """(model, params, config) of a training workdir."""
     from lamae_jax import models

@@ -49,14 +49,15 @@ def _json_default(x):
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def embed_all(model, params, data_dir: str, *, batch_size: int = 64) -> dict:
+def embed_all(model, params, data_dir: str, *, batch_size: int = 64, lead_embeddings: bool = False) -> dict:
     """{split: embed_split result} for train/val/test."""
     from lamae_jax.eval import embed as embedding
 
     out = {}
     for split in SPLITS:
         t0 = time.time()
-        out[split] = embedding.embed_split(model, params, data_dir, split, per_host_batch_size=batch_size)
+        out[split] = embedding.embed_split(model, params, data_dir, split, per_host_batch_size=batch_size,
+                                           lead_embeddings=lead_embeddings)
         print(f"embedded {split}: {out[split]['embeddings'].shape} in {time.time() - t0:.1f} s", flush=True)
     return out
 
@@ -144,13 +145,16 @@ def write_reports(results: dict, out_dir: pathlib.Path, embedded: dict | None = 
 def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None = None,
                      best: bool = True, codes: str = "all", fractions=(0.01, 0.1, 1.0), seeds: int = 3,
                      n_boot: int = 200, batch_size: int = 64, out_dir: str | None = None,
-                     cache_embeddings: bool = True, init: str = "pretrained") -> dict:
+                     cache_embeddings: bool = True, init: str = "pretrained",
+                     readout: str = "default") -> dict:
     """Everything the CLI does; returns the results dict (written by process 0 only).
 
     init="random": the control every representation figure needs: the same architecture
     (W's config) with freshly initialised weights (seed config.seed), under the same protocol;
     written to W/eval-random by default. Embeddings are cached in W/embeddings/ per (step or
-    'random', data dir): re-probing with other codes or fractions does not re-embed."""
+    'random', data dir): re-probing with other codes or fractions does not re-embed.
+    readout: the probe's features (eval.embed.readout_features): default | mean | concat | latent;
+    written to W/eval[-random] for default, W/eval[-random]-READOUT otherwise."""
     import jax
 
     from lamae_jax import models
@@ -172,10 +176,15 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     else:
         check_labels(data_dir)  # before restoring or embedding anything
         model, params, config = embedding.load_model(workdir, step=used_step)
-    cache = _cache_path(workdir, used_step, data_dir, config) if cache_embeddings else None
+    if readout not in embedding.READOUTS or (readout != "default"
+                                              and readout not in embedding.readouts_of(config.model.cross_lead)):
+        raise ValueError(f"readout {readout!r} is not one of {config.model.cross_lead}'s: "
+                         f"{('default',) + embedding.readouts_of(config.model.cross_lead)}")
+    leads = readout in ("mean", "concat")
+    cache = _cache_path(workdir, used_step, data_dir, config, leads) if cache_embeddings else None
     embedded = _load_cache(cache, data_dir) if cache else None
     if embedded is None:
-        embedded = embed_all(model, params, data_dir, batch_size=batch_size)
+        embedded = embed_all(model, params, data_dir, batch_size=batch_size, lead_embeddings=leads)
         if cache and jax.process_index() == 0:
             from lamae_jax.eval.export import write_npz_atomic
             write_npz_atomic(cache, {f"{s}_{k}": v for s in SPLITS for k, v in embedded[s].items()})
@@ -183,14 +192,20 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
         print(f"using cached embeddings {cache}", flush=True)
     if jax.process_index() != 0:
         return {}
+    if readout != "default":
+        from lamae_jax.data.dataset import PreprocessedECG
+
+        embedded = {s: {**e, "embeddings": embedding.readout_features(
+            e, PreprocessedECG(data_dir, s).manifest["lead_mask"], readout)} for s, e in embedded.items()}
     results = evaluate_embeddings(embedded, data_dir, codes=codes, fractions=fractions, seeds=seeds,
                                   n_boot=n_boot)
     results["meta"] = {"workdir": str(workdir), "data_dir": str(data_dir), "step": used_step,
                        "cross_lead": config.model.cross_lead, "size": config.model.size, "codes": codes,
                        "n_boot": n_boot, "seeds": seeds, "fractions": list(fractions),
                        "embedding_dim": int(embedded["test"]["embeddings"].shape[1]),
-                       "num_params": models.param_count(params), "init": init}
-    default_out = "eval" if init == "pretrained" else "eval-random"
+                       "num_params": models.param_count(params), "init": init, "readout": readout}
+    default_out = ("eval" if init == "pretrained" else "eval-random") + (
+        "" if readout == "default" else f"-{readout}")
     out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir).expanduser() / default_out
     write_reports(results, out, embedded, data_dir,
                   title=f"Linear probe: {config.model.cross_lead} ({config.model.size}), "
@@ -205,14 +220,15 @@ def evaluate_with_control(workdir: str, *, out_dir: str | None = None, **kw) -> 
     from lamae_jax.eval.protocol import paired_differences
 
     rows = {}
+    suffix = "" if kw.get("readout", "default") == "default" else f"-{kw['readout']}"
     for init in ("pretrained", "random"):
-        sub = None if out_dir is None else os.path.join(out_dir, "eval" if init == "pretrained"
-                                                         else "eval-random")
+        sub = None if out_dir is None else os.path.join(out_dir, ("eval" if init == "pretrained"
+                                                                  else "eval-random") + suffix)
         rows[init] = {"results": evaluate_workdir(workdir, init=init, out_dir=sub, **kw)}
     if not rows["pretrained"]["results"]:  # not process 0
         return {}
     diffs = paired_differences(rows, reference="pretrained").get("pretrained - random", {})
-    out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir).expanduser() / "eval"
+    out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir).expanduser() / f"eval{suffix}"
     summary = {init: {k: {m: v.get(m) for m in ("macro_auroc", "macro_auroc_ci", "n_seeds")}
                       for k, v in r["results"]["summary"].items()} for init, r in rows.items()}
     control = {"meta": rows["pretrained"]["results"]["meta"], "summary": summary,
@@ -242,7 +258,7 @@ def random_params(config):
     return jax.jit(functools.partial(state.init_params, config))()
 
 
-def _cache_path(workdir: str, step, data_dir: str, config) -> pathlib.Path:
+def _cache_path(workdir: str, step, data_dir: str, config, lead_embeddings: bool = False) -> pathlib.Path:
     """W/embeddings/step{S}-{checkpoint}-{data}.npz, keyed on the checkpoint's identity (a retrained
     run saving the same step is another file; random init: the seed and model config) and on the
     data directory and its manifest, so stale embeddings are never reused."""
@@ -261,7 +277,8 @@ def _cache_path(workdir: str, step, data_dir: str, config) -> pathlib.Path:
     st = manifest.stat() if manifest.is_file() else None
     data = f"{os.path.abspath(data_dir)}|{st and (st.st_size, st.st_mtime_ns)}"
     tag = hashlib.sha1(data.encode()).hexdigest()[:10]
-    return pathlib.Path(workdir).expanduser() / "embeddings" / f"step{step}-{ckpt}-{tag}.npz"
+    leads = "-leads" if lead_embeddings else ""
+    return pathlib.Path(workdir).expanduser() / "embeddings" / f"step{step}-{ckpt}-{tag}{leads}.npz"
 
 
 def _load_cache(path: pathlib.Path, data_dir: str) -> dict | None:
@@ -306,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64, help="records per host per embedding step")
     ap.add_argument("--out", default=None, help="output folder (default W/eval)")
     ap.add_argument("--no-cache", action="store_true", help="re-embed even if W/embeddings/ has them")
+    ap.add_argument("--readout", choices=("default", "mean", "concat", "latent", "all"), default="default",
+                    help="probe features: default (the ECG embedding: latent mean for latent, lead mean "
+                         "otherwise), mean (of the present leads' embeddings, every variant), concat (the "
+                         "12 lead embeddings; keeps lead identity), latent (latent only), all (each the "
+                         "variant has); outputs W/eval-READOUT"),
     ap.add_argument("--control", action="store_true",
                     help="also probe the random-init control and write W/eval/control.{json,md} "
                          "(paired bootstrap differences pretrained - random)")
@@ -319,23 +341,37 @@ def main(argv: list[str] | None = None) -> int:
               fractions=args.label_fractions, seeds=args.seeds, n_boot=args.bootstrap,
               batch_size=args.batch_size, cache_embeddings=not args.no_cache)
     try:
-        if args.control:
-            evaluate_with_control(args.workdir, out_dir=args.out, **kw)
-            return 0
-        results = evaluate_workdir(args.workdir, out_dir=args.out, init=args.init, **kw)
+        readouts = [args.readout]
+        if args.readout == "all":
+            from lamae_jax.eval.embed import readouts_of
+            from lamae_jax.train.checkpoints import load_config
+
+            readouts = list(readouts_of(load_config(args.workdir).model.cross_lead))
+        for readout in readouts:
+            out_dir = args.out if len(readouts) == 1 or not args.out else os.path.join(args.out, readout)
+            if args.control:
+                evaluate_with_control(args.workdir, out_dir=out_dir, readout=readout, **kw)
+                continue
+            results = evaluate_workdir(args.workdir, out_dir=out_dir, init=args.init, readout=readout, **kw)
+            if results:
+                _print_summary(results, out_dir or os.path.join(
+                    args.workdir, ("eval" if args.init == "pretrained" else "eval-random")
+                    + ("" if readout == "default" else f"-{readout}")))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if results:
-        out = args.out or os.path.join(args.workdir, "eval")
-        print(f"wrote {out}/results.json, results.md, label_efficiency.png")
-        for key, s in results["summary"].items():
-            if s.get("n_seeds"):
-                print(f"  fraction {key}: macro AUROC {s['macro_auroc']:.4f} "
-                      f"[{s['macro_auroc_ci'][0]:.4f}, {s['macro_auroc_ci'][1]:.4f}] over {s['n_seeds']} seed(s)")
-            else:
-                print(f"  fraction {key}: skipped ({s.get('note')})")
     return 0
+
+
+def _print_summary(results: dict, out: str) -> None:
+    print(f"wrote {out}/results.json, results.md, label_efficiency.png "
+          f"(readout {results['meta'].get('readout', 'default')})")
+    for key, s in results["summary"].items():
+        if s.get("n_seeds"):
+            print(f"  fraction {key}: macro AUROC {s['macro_auroc']:.4f} "
+                  f"[{s['macro_auroc_ci'][0]:.4f}, {s['macro_auroc_ci'][1]:.4f}] over {s['n_seeds']} seed(s)")
+        else:
+            print(f"  fraction {key}: skipped ({s.get('note')})")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 The npz holds only plain arrays (fixed-width unicode, no objects), so `np.load(path)` works with the
 default allow_pickle=False; rows are exactly the split's records in manifest order; the file is
 written to a temporary name and renamed, so a reader never sees half a file.
-  embeddings float32 [N, D], study_id int64 [N], subject_id int64 [N], split <U5 [N],
+  embeddings float32 [N, D] (--readout: default, mean, latent [N, D]; concat [N, 12 D]), readout <U
+  (0-d), study_id int64 [N], subject_id int64 [N], split <U5 [N],
   lead_embeddings float32 [N, 12, D] (--lead-embeddings), lead_names <U3 [12],
   lead_attention float32 [N, 12] (NaN for variants without latents),
   labels uint8 [N, V] and label_names <U [V] (when the data has a label vocabulary).
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     ap.add_argument("--best", action="store_true", help="use the lowest-validation-loss checkpoint")
     ap.add_argument("--lead-embeddings", action="store_true", help="also store [N, 12, D] lead embeddings")
+    ap.add_argument("--readout", choices=("default", "mean", "concat", "latent"), default="default",
+                    help="what `embeddings` holds (as evaluate --readout): default the ECG embedding, "
+                         "mean of the present leads, concat of the 12 leads [N, 12 D], latent mean")
     ap.add_argument("--batch-size", type=int, default=64, help="records per host per step")
     args = ap.parse_args(argv)
 
@@ -95,14 +99,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, params, config = embedding.load_model(args.workdir, step=args.step, best=args.best)
         data_dir = embedding.resolve_data_dir(args.workdir, config, args.data)
+        if args.readout not in ("default",) + embedding.readouts_of(config.model.cross_lead):
+            raise ValueError(f"--readout {args.readout} is not one of {config.model.cross_lead}'s: "
+                             f"{('default',) + embedding.readouts_of(config.model.cross_lead)}")
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     ds = PreprocessedECG(data_dir, args.split)
+    leads = args.lead_embeddings or args.readout in ("mean", "concat")
     result = embedding.embed_split(model, params, data_dir, args.split,
-                                   per_host_batch_size=args.batch_size,
-                                   lead_embeddings=args.lead_embeddings)
+                                   per_host_batch_size=args.batch_size, lead_embeddings=leads)
+    result["embeddings"] = embedding.readout_features(result, ds.manifest["lead_mask"], args.readout)
+    if not args.lead_embeddings:
+        result.pop("lead_embeddings", None)
     arrays = export_arrays(ds, result, args.split)
+    arrays["readout"] = np.asarray(args.readout)
     if jax.process_index() == 0:
         path = write_npz_atomic(args.out, arrays)
         print(f"wrote {path}: {len(ds)} records of split {args.split!r}, "

@@ -75,6 +75,13 @@ def test_evaluate_cli_writes_results(workdir, capsys):
     assert r2["summary"]["1"]["macro_auroc"] == pytest.approx(r["summary"]["1"]["macro_auroc"], abs=1e-6)
     assert evaluate_main(["--workdir", str(w / "nope")]) == 2
     assert "config.json" in capsys.readouterr().err
+    # --readout all: every readout the latent variant has, each into W/eval-READOUT
+    assert evaluate_main(["--workdir", str(w), "--label-fractions", "1.0", "--bootstrap", "10",
+                          "--readout", "all", "--batch-size", "8"]) == 0
+    dims = {k: json.loads((w / f"eval-{k}" / "results.json").read_text())["meta"]
+            for k in ("latent", "mean", "concat")}
+    assert {k: (m["readout"], m["embedding_dim"]) for k, m in dims.items()} == {
+        "latent": ("latent", 32), "mean": ("mean", 32), "concat": ("concat", 12 * 32)}
 
 
 def test_export_cli_rows_follow_manifest(workdir, tmp_path):
@@ -92,8 +99,16 @@ def test_export_cli_rows_follow_manifest(workdir, tmp_path):
     x = np.stack([ds[i]["signal"] for i in range(len(ds))])
     m = np.stack([ds[i]["lead_mask"] for i in range(len(ds))])
     v = np.asarray([ds[i]["valid_length"] for i in range(len(ds))], np.int32)
-    want, _ = jax.jit(lambda p: model.apply({"params": p}, x, m, valid_length=v, method="encode"))(params)
+    want, aux = jax.jit(lambda p: model.apply({"params": p}, x, m, valid_length=v, method="encode"))(params)
     np.testing.assert_allclose(emb, np.asarray(want), atol=1e-5, rtol=1e-5)
+    # --readout concat: the 12 lead embeddings side by side (zeros for missing leads)
+    cat = tmp_path / "cat.npz"
+    assert export_main(["--workdir", str(w), "--split", "val", "--out", str(cat), "--readout", "concat",
+                        "--batch-size", "8"]) == 0
+    with np.load(cat, allow_pickle=False) as z:
+        assert str(z["readout"]) == "concat" and "lead_embeddings" not in z.files
+        np.testing.assert_allclose(z["embeddings"], np.asarray(aux["lead_embeddings"]).reshape(len(ds), -1),
+                                   atol=1e-5, rtol=1e-5)
 
 
 def test_embedder_from_workdir_uses_checkpoint_and_saved_preprocessing(workdir):
