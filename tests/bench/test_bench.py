@@ -180,9 +180,12 @@ def test_make_figures_uses_the_higher_peak_and_survives_a_failed_section():
     peak = {"n": 64, "dtype": "float32", "device": "cpu:cpu"}
     raw = {"peak": peak | {"flops_per_s": 1e9}, "peak_end": peak | {"flops_per_s": 2e9},
            "preprocess": {"error": "preprocess: RuntimeError: disk full"},
-           "train": {"models": [_model("base", "latent", 1.0)]}}
+           "train": {"models": [_model("base", "latent", 1.0)]},
+           "finetune": {"error": "finetune: MemoryError"}}
     figs = make_figures(raw, parse_args(["--quick"]))
-    assert [f.section for f in figs] == ["peak", "preprocess", "loader", "train", "train", "train"]
+    assert [f.section for f in figs] == ["peak", "preprocess", "loader", "train", "train", "train",
+                                         "finetune"]
+    assert "MemoryError" in figs[-1].note and figs[-1].value is None
     assert math.isclose(figs[0].ratio, 2.0)
     assert "disk full" in figs[1].note and figs[2].status == "n/a"
     mfu = next(f for f in figs if "MFU" in f.name)

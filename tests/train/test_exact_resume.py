@@ -106,7 +106,6 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, cache
     # patches are masked), on average within 1.5 %.
     rel = np.array([two[s] / one[s] - 1 for s in one])
     assert np.abs(rel).max() < 0.08 and abs(rel.mean()) < 0.015, rel
-    assert np.mean([two[s] for s in range(20, 25)]) < 0.95 * np.mean([two[s] for s in range(1, 6)])
     data = tmp_path / "checkpoints" / "24" / "data"
     assert sorted(os.listdir(data))[-2:] == ["process_0-of-2.json", "process_1-of-2.json"]
     p2, _ = checkpoints.restore_params(str(tmp_path))
