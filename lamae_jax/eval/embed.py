@@ -158,22 +158,36 @@ def readouts_of(cross_lead: str) -> tuple[str, ...]:
     return ("latent", "mean", "concat") if cross_lead == "latent" else ("mean", "concat")
 
 
-def readout_features(result: dict, lead_mask: np.ndarray, kind: str) -> np.ndarray:
-    """[N, F] probe features from an embed_split result: `default` the model's ECG embedding (latent:
-    latent mean; others: mean of present leads); `mean` the mean of the present leads' embeddings
-    (the same pool for every variant); `concat` the 12 lead embeddings side by side, zeros for missing
-    leads (keeps which lead shows what); `latent` the latent mean (latent variant only)."""
-    if kind in ("default", "latent"):
-        return np.asarray(result["embeddings"], np.float32)
-    if "lead_embeddings" not in result:
-        raise ValueError(f"readout {kind!r} needs lead embeddings (embed_split(..., lead_embeddings=True))")
-    lead = np.asarray(result["lead_embeddings"], np.float32)
+def check_readout(readout: str, cross_lead: str) -> None:
+    """ValueError unless `readout` is `default` or one the variant has."""
+    if readout not in ("default",) + readouts_of(cross_lead):
+        raise ValueError(f"readout {readout!r} is not one of {cross_lead}'s: "
+                         f"{('default',) + readouts_of(cross_lead)}")
+
+
+def readout(emb, lead_emb, lead_mask, kind: str):
+    """Features [B, F] from encode() (traceable; fine-tuning runs it inside its step): `mean` of
+    the present leads' embeddings (the same pool for every variant), `concat` the 12 lead
+    embeddings flattened (zeros for missing leads: keeps which lead shows what), `latent` the ECG
+    embedding (the latent variant's latent mean; for the others encode() returns the mean)."""
+    if kind == "latent":
+        return emb
     if kind == "concat":
-        return lead.reshape(lead.shape[0], -1)
+        return lead_emb.reshape(lead_emb.shape[0], -1)
     if kind == "mean":
-        present = np.asarray(lead_mask, np.float32)[..., None]
-        return (lead * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1.0)
+        present = jnp.asarray(lead_mask).astype(jnp.float32)[..., None]
+        return (lead_emb * present).sum(axis=1) / jnp.maximum(present.sum(axis=1), 1.0)
     raise ValueError(f"readout must be one of {READOUTS}, got {kind!r}")
+
+
+def readout_features(result: dict, lead_mask: np.ndarray, kind: str) -> np.ndarray:
+    """[N, F] probe features from an embed_split result: readout() on the host; `default` is the
+    model's ECG embedding (= `latent`)."""
+    kind = "latent" if kind == "default" else kind
+    if kind != "latent" and "lead_embeddings" not in result:
+        raise ValueError(f"readout {kind!r} needs lead embeddings (embed_split(..., lead_embeddings=True))")
+    return np.asarray(readout(np.asarray(result["embeddings"], np.float32),
+                              np.asarray(result.get("lead_embeddings"), np.float32), lead_mask, kind))
 
 
 def load_model(workdir: str | os.PathLike, step: int | None = None, best: bool = False):

@@ -176,10 +176,7 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     else:
         check_labels(data_dir)  # before restoring or embedding anything
         model, params, config = embedding.load_model(workdir, step=used_step)
-    if readout not in embedding.READOUTS or (readout != "default"
-                                              and readout not in embedding.readouts_of(config.model.cross_lead)):
-        raise ValueError(f"readout {readout!r} is not one of {config.model.cross_lead}'s: "
-                         f"{('default',) + embedding.readouts_of(config.model.cross_lead)}")
+    embedding.check_readout(readout, config.model.cross_lead)
     leads = readout in ("mean", "concat")
     cache = _cache_path(workdir, used_step, data_dir, config, leads) if cache_embeddings else None
     embedded = _load_cache(cache, data_dir) if cache else None

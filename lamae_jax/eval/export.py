@@ -99,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, params, config = embedding.load_model(args.workdir, step=args.step, best=args.best)
         data_dir = embedding.resolve_data_dir(args.workdir, config, args.data)
-        if args.readout not in ("default",) + embedding.readouts_of(config.model.cross_lead):
-            raise ValueError(f"--readout {args.readout} is not one of {config.model.cross_lead}'s: "
-                             f"{('default',) + embedding.readouts_of(config.model.cross_lead)}")
+        embedding.check_readout(args.readout, config.model.cross_lead)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

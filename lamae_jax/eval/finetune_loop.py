@@ -20,6 +20,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lamae_jax.eval import metrics as eval_metrics
+from lamae_jax.eval.embed import readout  # noqa: F401  (the readouts evaluation uses; re-exported)
 from lamae_jax.parallel import sharding
 
 READOUTS = ("mean", "concat", "latent")
@@ -54,20 +55,6 @@ def load_split(data_dir: str, split: str, crop_samples: int | None, batch_size: 
     out = {k: v[order] for k, v in out.items()}
     out["signal"] = out["signal"].astype(np.float32, copy=False)
     return out
-
-
-def readout(emb, lead_emb, lead_mask, kind: str):
-    """Features [B, F] from encode(): mean of the present leads' embeddings, the 12 lead
-    embeddings flattened (zeros for missing leads), or the ECG embedding (`latent`: the latent
-    variant's latent mean; for the other variants encode() returns the mean itself)."""
-    if kind == "latent":
-        return emb
-    if kind == "concat":
-        return lead_emb.reshape(lead_emb.shape[0], -1)
-    if kind == "mean":
-        present = lead_mask.astype(jnp.float32)[..., None]
-        return (lead_emb * present).sum(axis=1) / jnp.maximum(present.sum(axis=1), 1.0)
-    raise ValueError(f"readout must be one of {READOUTS}, got {kind!r}")
 
 
 def feature_dim(width: int, num_leads: int, kind: str) -> int:
