@@ -196,15 +196,13 @@ def make_train_dataset(
     if per_host == 0:
         raise ValueError(f"split {split!r} of {data_dir} has {sum(counts)} records, fewer than "
                          f"process_count {process_count}")
-    reader = readers[0]
-    num_samples = reader[0]["signal"].shape[1]
-    stored_dtype = record_format.unpack(reader.source[int(reader.record_keys[0])])["signal"].dtype
     shard_specs, keys, offset = [], [], 0
     for s, r in zip(srcs, readers):  # one key space: source i's keys shifted past the others' shards
-        first = r[0]["signal"]
-        dtype = record_format.unpack(r.source[int(r.record_keys[0])])["signal"].dtype
-        if first.shape[1] != num_samples or dtype != stored_dtype:
-            raise ValueError(f"data source {s.path} stores {first.shape[1]} samples as {dtype}, "
+        stored = record_format.unpack(r.source[int(r.record_keys[0])])["signal"]  # as stored, [12, T]
+        if s is srcs[0]:
+            num_samples, stored_dtype = stored.shape[1], stored.dtype
+        elif stored.shape[1] != num_samples or stored.dtype != stored_dtype:
+            raise ValueError(f"data source {s.path} stores {stored.shape[1]} samples as {stored.dtype}, "
                              f"{srcs[0].path} {num_samples} as {stored_dtype}: preprocess every "
                              "source with the same duration, rate and storage dtype")
         shard_specs += r.shard_specs
