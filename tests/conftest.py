@@ -9,6 +9,19 @@ import pathlib
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 
+# One persistent XLA cache for the whole run, made by the first process (the xdist controller, or
+# plain pytest) and inherited by its workers and every CLI subprocess: the same tiny programs are
+# compiled by many tests, and compilation is most of this suite's time on 2 cores.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _xla_cache = tempfile.mkdtemp(prefix="lamae_test_xla_cache_")
+    atexit.register(shutil.rmtree, _xla_cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _xla_cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 

@@ -34,11 +34,13 @@ def train_cmd(workdir, cache_dir, *overrides) -> list[str]:
 
 
 def train_env(cache_dir, devices: int = 1, **extra) -> dict:
-    """Fresh-interpreter environment; a persistent XLA cache beside the data cache makes repeated
+    """Fresh-interpreter environment; a persistent XLA cache (the run's, see tests/conftest.py, else
+    beside the data cache) makes repeated
     runs of the same program (reference, interrupted, resumed) skip compilation."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMAE_")}
     env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices), PYTHONUNBUFFERED="1",
-               JAX_COMPILATION_CACHE_DIR=os.path.join(os.path.dirname(str(cache_dir)), "xla_cache"),
+               JAX_COMPILATION_CACHE_DIR=os.environ.get("JAX_COMPILATION_CACHE_DIR")
+               or os.path.join(os.path.dirname(str(cache_dir)), "xla_cache"),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", **extra)
     return env
 

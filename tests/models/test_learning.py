@@ -132,7 +132,8 @@ def test_cross_lead_path_rebuilds_a_whole_masked_lead():
     for cross_lead in ("latent", "none"):
         model = make_model(cross_lead, mask_ratio=0.25, num_leads=3)
         params, opt, step = train(model, batch, 3e-3, lead_mask, held_out)
-        for i in range(150):
+        # none's floor is structural (it never sees I or II), so a short run shows it.
+        for i in range(150 if cross_lead == "latent" else 40):
             params, opt, _ = step(params, opt, batch(i), jax.random.key(i))
         ev[cross_lead] = ev_of(model, params, test_x, lead_mask, key, held_out, lead=2)["ev"]
     assert ev["none"] < 0.05, ev
