@@ -115,8 +115,8 @@ def resolve(model_config: Any) -> ModelDims:
             raise ValueError(f"model.{prefix}_width={w} is not divisible by {prefix}_heads={h}")
     if out.encoder_width % 2 or out.decoder_width % 2:
         raise ValueError("model widths must be even (sin-cos position embedding)")
-    if not 0.0 < out.mask_ratio < 1.0:
-        raise ValueError(f"model.mask_ratio={out.mask_ratio} must lie in (0, 1)")
+    if not 0.0 <= out.mask_ratio < 1.0:  # 0: only held-out leads masked (lead reconstruction)
+        raise ValueError(f"model.mask_ratio={out.mask_ratio} must lie in [0, 1)")
     if not 0.0 <= out.whole_lead_mask_prob < 1.0:
         raise ValueError(f"model.whole_lead_mask_prob={out.whole_lead_mask_prob} must lie in [0, 1)")
     if not out.input_scale > 0:

@@ -105,6 +105,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.model.size not in SIZES:
         problems.append(f"config.model.size={config.model.size!r} is unknown: use "
                         f"--config.model.size=one of {', '.join(SIZES)}")
+    if config.model.mask_ratio <= 0 and config.model.whole_lead_mask_prob <= 0:
+        problems.append("config.model.mask_ratio=0 with whole_lead_mask_prob=0 leaves nothing to "
+                        "reconstruct: use e.g. --config.model.mask_ratio=0.75")
     if config.total_steps <= 0:
         problems.append(f"config.total_steps={config.total_steps} must be > 0")
     if not 0 <= config.data.amplitude_jitter < 1:
