@@ -1,8 +1,8 @@
 """`python -m lamae_jax.evaluate --workdir W`: frozen-encoder ICD-10 linear probing with label efficiency.
 
-Restores W's checkpoint (the lowest validation loss by default; --latest or --step N otherwise),
-embeds every record of train/val/test with no masking (sharded over all devices and hosts, each
-record once), then for each label fraction of training subjects and each seed fits the linear probe
+Restores W's checkpoint (the latest by default, as every tool; --step N, or --best for the lowest
+validation loss), embeds every record of train/val/test with no masking (sharded over all devices
+and hosts, each record once), then for each label fraction of training subjects and each seed fits the linear probe
 (L2 chosen on val) and scores test with a subject-level bootstrap. Writes
   W/eval/results.json   summary[fraction].macro_auroc (+ CI, sd over seeds, AUPRC, per code),
                         settings (one entry per fraction x seed), skipped draws, excluded codes
@@ -143,7 +143,7 @@ def write_reports(results: dict, out_dir: pathlib.Path, embedded: dict | None = 
 
 
 def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None = None,
-                     best: bool = True, codes: str = "all", fractions=(0.01, 0.1, 1.0), seeds: int = 3,
+                     best: bool = False, codes: str = "all", fractions=(0.01, 0.1, 1.0), seeds: int = 3,
                      n_boot: int = 200, batch_size: int = 64, out_dir: str | None = None,
                      cache_embeddings: bool = True, init: str = "pretrained",
                      readout: str = "default") -> dict:
@@ -293,7 +293,7 @@ def _load_cache(path: pathlib.Path, data_dir: str) -> dict | None:
 
 
 def _step_of(workdir: str, step: int | None, best: bool) -> int:
-    """The checkpoint step to evaluate: `step`, else the best (lowest val loss), else the latest."""
+    """The checkpoint step to evaluate: `step`, else the latest (best=True: the lowest val loss)."""
     from lamae_jax.train import checkpoints
 
     checkpoints.load_config(workdir)  # a clear error when W is not a training workdir
@@ -305,8 +305,11 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the training data)")
-    ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: best, else latest)")
-    ap.add_argument("--latest", action="store_true", help="use the latest checkpoint instead of the best")
+    ap.add_argument("--step", type=int, default=None,
+                    help="checkpoint step (default: the latest, as export, Embedder and attention_plots)")
+    ap.add_argument("--best", action="store_true",
+                    help="the lowest validation loss instead (not comparable across variants or data)")
+    ap.add_argument("--latest", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     ap.add_argument("--label-fractions", type=label_fractions, default=[0.01, 0.1, 1.0],
                     help="fractions of training subjects with labels (default 0.01,0.1,1.0)")
     ap.add_argument("--codes", default="all",
@@ -334,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
-    kw = dict(data=args.data, step=args.step, best=not args.latest, codes=args.codes,
+    kw = dict(data=args.data, step=args.step, best=args.best and not args.latest, codes=args.codes,
               fractions=args.label_fractions, seeds=args.seeds, n_boot=args.bootstrap,
               batch_size=args.batch_size, cache_embeddings=not args.no_cache)
     try:

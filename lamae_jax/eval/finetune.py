@@ -1,6 +1,6 @@
 """`python -m lamae_jax.finetune --workdir W`: fine-tune the pretrained encoder with a linear head.
 
-Restores W's checkpoint (lowest validation loss by default; --step N or --latest), or with
+Restores W's checkpoint (the latest by default; --step N, or --best for the lowest val loss), or with
 --init random the same architecture with fresh weights (the control), adds a linear head on a
 readout of encode() (--readout mean|concat|latent) and trains encoder + head (--mode full, with
 layer-wise lr decay) or the head alone (--mode linear) with BCE over the task's codes, AdamW,
@@ -68,7 +68,8 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
                      fractions=(1.0,), seeds: int = 1, epochs: int = 10, steps: int | None = None,
                      lr: float | None = None, layer_decay: float = 0.75, weight_decay: float = 0.05,
                      warmup: float = 0.1, batch_size: int = 16, patience: int = 5,
-                     step: int | None = None, best: bool = True, n_boot: int = 200,
+                     head_lr_mult: float | None = None,
+                     step: int | None = None, best: bool = False, n_boot: int = 200,
                      out_dir: str | None = None, log_every: int = 20, save: bool = True) -> dict:
     """Everything the CLI does; returns the results dict (also with numpy 'replicates')."""
     import jax
@@ -86,6 +87,8 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
     if jax.process_count() > 1:
         raise ValueError("fine-tuning runs on one host (all its devices); start it on one process")
     lr = lr if lr is not None else (1e-3 if mode == "linear" else 1e-4)
+    # full mode: the zero-initialised head at the linear mode's 1e-3 while the encoder moves at 1e-4
+    head_lr_mult = head_lr_mult if head_lr_mult is not None else (1.0 if mode == "linear" else 10.0)
     config = checkpoints.load_config(workdir)  # a clear error when W is not a training workdir
     data_dir = embedding.resolve_data_dir(workdir, config, data)
     columns = task_columns(data_dir, task)  # ValueError naming the tasks on offer
@@ -145,7 +148,8 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
                                                             "b": np.zeros(len(names), np.float32)}}
                 tx, _ = loop.make_optimizer(params_like, lr=lr, total_steps=total,
                                             warmup_steps=round(warmup * total), weight_decay=weight_decay,
-                                            layer_decay=layer_decay, depth=depth, mode=mode)
+                                            layer_decay=layer_decay, depth=depth, mode=mode,
+                                            head_lr_mult=head_lr_mult)
                 train_steps[total] = runner.make_train_step(tx)
             opt_init, train_step = train_steps[total]
             params0 = {"encoder": encoder, "head": loop.init_head(seed, dim, y_tr.mean(axis=0))}
@@ -178,7 +182,8 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
                         "cross_lead": config.model.cross_lead, "size": config.model.size,
                         "codes": task, "task": task, "n_boot": n_boot, "seeds": seeds,
                         "fractions": list(fractions), "init": init, "mode": mode, "readout": readout,
-                        "lr": lr, "layer_decay": layer_decay, "weight_decay": weight_decay,
+                        "lr": lr, "head_lr_mult": head_lr_mult, "layer_decay": layer_decay,
+                        "weight_decay": weight_decay,
                         "warmup": warmup, "batch_size": batch_size, "epochs": epochs, "steps": steps,
                         "patience": patience, "feature_dim": dim, "protocol": "finetune",
                         "num_params": models.param_count(encoder)},
@@ -236,14 +241,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=10, help="epochs over the (subsampled) training set")
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps instead of --epochs")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-4 full, 1e-3 linear)")
+    ap.add_argument("--head-lr-mult", type=float, default=None,
+                    help="the head's lr = lr x this (default 10 full: the linear mode's 1e-3; 1 linear)")
     ap.add_argument("--layer-decay", type=float, default=0.75,
                     help="lr x decay^(depth+1-layer) per encoder block (1 = none)")
     ap.add_argument("--weight-decay", type=float, default=0.05, help="AdamW, weight matrices only")
     ap.add_argument("--warmup", type=float, default=0.1, help="warmup share of the steps")
     ap.add_argument("--batch-size", type=int, default=16, help="global batch (a multiple of the device count)")
     ap.add_argument("--patience", type=int, default=5, help="epochs without val improvement (0: never stop)")
-    ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: best, else latest)")
-    ap.add_argument("--latest", action="store_true", help="the latest checkpoint instead of the best")
+    ap.add_argument("--step", type=int, default=None,
+                    help="checkpoint step (default: the latest, as export, Embedder and attention_plots)")
+    ap.add_argument("--best", action="store_true",
+                    help="the lowest validation loss instead (not comparable across variants or data)")
+    ap.add_argument("--latest", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the CIs")
     ap.add_argument("--log-every", type=int, default=20, help="steps between progress lines")
     ap.add_argument("--no-save", action="store_true", help="do not write params/*.npz")
@@ -257,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             args.workdir, data=args.data, task=args.task, init=args.init, mode=args.mode,
             readout=args.readout, fractions=args.label_fractions, seeds=args.seeds, epochs=args.epochs,
             steps=args.steps, lr=args.lr, layer_decay=args.layer_decay, weight_decay=args.weight_decay,
-            warmup=args.warmup, batch_size=args.batch_size, patience=args.patience, step=args.step,
-            best=not args.latest, n_boot=args.bootstrap, out_dir=args.out, log_every=args.log_every,
+            warmup=args.warmup, batch_size=args.batch_size, patience=args.patience,
+            head_lr_mult=args.head_lr_mult, step=args.step,
+            best=args.best and not args.latest, n_boot=args.bootstrap, out_dir=args.out, log_every=args.log_every,
             save=not args.no_save)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -89,12 +89,12 @@ def _keys(path) -> list[str]:
 
 def layer_ids(params: dict, depth: int, mode: str) -> Any:
     """Per leaf: -1 frozen; 0 tokenizer; i+1 encoder/block_i; depth+1 the rest (final norm,
-    latents, head). Linear mode freezes the whole encoder tree; modules encode() does not read
-    (decoder, projection) are always frozen."""
+    latents); depth+2 the head. Linear mode freezes the whole encoder tree; modules encode() does
+    not read (decoder, projection) are always frozen."""
     def lid(path, _):
         keys = _keys(path)
         if keys[0] == "head":
-            return depth + 1
+            return depth + 2
         top = keys[1] if len(keys) > 1 else ""
         if mode == "linear" or top not in ENCODE_MODULES:
             return -1
@@ -118,15 +118,17 @@ def make_schedule(lr: float, total_steps: int, warmup_steps: int) -> optax.Sched
 
 
 def make_optimizer(params: dict, *, lr: float, total_steps: int, warmup_steps: int,
-                   weight_decay: float, layer_decay: float, depth: int, mode: str):
-    """AdamW with warmup + cosine, lr x layer_decay^(depth + 1 - layer) per encoder depth,
-    global-norm clipping 1.0; frozen leaves get zero updates. Returns (tx, schedule)."""
+                   weight_decay: float, layer_decay: float, depth: int, mode: str,
+                   head_lr_mult: float = 1.0):
+    """AdamW with warmup + cosine, lr x layer_decay^(depth + 1 - layer) per encoder depth, the
+    head at lr x head_lr_mult (it starts from zero while the encoder starts trained), global-norm
+    clipping 1.0; frozen leaves get zero updates. Returns (tx, schedule)."""
     schedule = make_schedule(lr, total_steps, warmup_steps)
     ids = layer_ids(params, depth, mode)
     labels = jax.tree.map(lambda i: "frozen" if i < 0 else f"layer{i}", ids)
     transforms = {"frozen": optax.set_to_zero()}
     for i in sorted({i for i in jax.tree.leaves(ids) if i >= 0}):
-        scale = float(layer_decay) ** (depth + 1 - i)
+        scale = float(head_lr_mult) if i == depth + 2 else float(layer_decay) ** (depth + 1 - i)
         transforms[f"layer{i}"] = optax.adamw(lambda s, scale=scale: schedule(s) * scale, b1=0.9,
                                               b2=0.999, weight_decay=weight_decay, mask=_decay_mask)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.multi_transform(transforms, labels))

@@ -149,6 +149,26 @@ def test_layer_decay_labels(workdir):
     assert jax.tree.leaves(ids["encoder"]["tokenizer"])[0] == 0
     assert set(jax.tree.leaves(ids["encoder"]["encoder"]["block_0"])) == {1}
     assert set(jax.tree.leaves(ids["encoder"]["decoder"])) == {-1}
-    assert set(jax.tree.leaves(ids["head"])) == {2}
+    assert set(jax.tree.leaves(ids["head"])) == {3}  # its own group: --head-lr-mult
     linear = finetune_loop.layer_ids(params, depth=1, mode="linear")
-    assert set(jax.tree.leaves(linear["encoder"])) == {-1} and set(jax.tree.leaves(linear["head"])) == {2}
+    assert set(jax.tree.leaves(linear["encoder"])) == {-1} and set(jax.tree.leaves(linear["head"])) == {3}
+
+
+def test_head_lr_mult_scales_only_the_head_update():
+    """Adam's first update is ~lr per leaf whatever the gradient: the head's must be mult x the
+    top encoder group's (both at layer-decay scale 1), the tokenizer's decay^2 x."""
+    params = {"encoder": {"tokenizer": {"kernel": np.ones((2, 2), np.float32)},
+                          "encoder": {"norm": {"scale": np.ones(2, np.float32)}}},
+              "head": {"w": np.ones((2, 2), np.float32), "b": np.ones(2, np.float32)}}
+    grads = jax.tree.map(lambda x: np.full_like(x, 0.01), params)
+    sizes = {}
+    for mult in (1.0, 10.0):
+        tx, _ = finetune_loop.make_optimizer(params, lr=1e-3, total_steps=10, warmup_steps=0, weight_decay=0.0,
+                                             layer_decay=0.5, depth=1, mode="full", head_lr_mult=mult)
+        up, _ = tx.update(grads, tx.init(params), params)
+        sizes[mult] = {k: float(np.abs(np.asarray(v)).max()) for k, v in
+                       (("head", up["head"]["b"]), ("norm", up["encoder"]["encoder"]["norm"]["scale"]),
+                        ("tok", up["encoder"]["tokenizer"]["kernel"]))}
+    assert sizes[10.0]["head"] == pytest.approx(10 * sizes[1.0]["head"], rel=1e-4)
+    assert sizes[10.0]["norm"] == pytest.approx(sizes[1.0]["norm"]) == pytest.approx(sizes[1.0]["head"], rel=1e-4)
+    assert sizes[1.0]["tok"] == pytest.approx(0.25 * sizes[1.0]["norm"], rel=1e-4)
