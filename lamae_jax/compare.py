@@ -13,6 +13,8 @@ import sys
 
 from lamae_jax.eval.compare import VARIANTS  # latent, none, joint, align
 
+QUICK_STEPS, QUICK_FRACTIONS = 100, (0.1, 1.0)
+
 
 def build_parser() -> argparse.ArgumentParser:
     from lamae_jax.eval.evaluate import label_fractions
@@ -25,15 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--total-steps", type=int, default=None, help="override config.total_steps")
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the config's data)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--label-fractions", type=label_fractions, default=[0.01, 0.1, 1.0])
+    ap.add_argument("--label-fractions", type=label_fractions, default=None, help="default 0.01,0.1,1.0")
     ap.add_argument("--codes", choices=("all", "salient"), default="all")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--seeds", type=int, default=None, help="default 3")
+    ap.add_argument("--bootstrap", type=int, default=None, help="default 200")
     ap.add_argument("--eval-only", action="store_true",
                     help="skip pretraining: evaluate the variants' existing workdirs in OUT")
     ap.add_argument("--eval-data", default=None,
                     help="preprocessed directory to probe on (default: the pretraining data)")
     ap.add_argument("--name", default="", help="suffix of the outputs (comparison_NAME.md, W/eval_NAME/)")
+    ap.add_argument("--no-lead-reconstruction", action="store_true",
+                    help="skip the lead-reconstruction evaluation of each variant")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke check (~10 min on 2 cores): tiny models, %d steps, fractions %s, 1 seed, "
+                         "50 bootstrap replicates; explicit flags and overrides still win"
+                         % (QUICK_STEPS, ",".join(map(str, QUICK_FRACTIONS))))
     return ap
 
 
@@ -62,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         ap.error(f"--variants must be a comma list of {VARIANTS}, got {args.variants!r}")
+    if args.quick:
+        given = {o.split("=", 1)[0] for o in overrides}
+        overrides = [o for o in ("--config.model.size=tiny",) if o.split("=", 1)[0] not in given] + overrides
+        args.total_steps = args.total_steps or QUICK_STEPS
+    fractions = args.label_fractions or (list(QUICK_FRACTIONS) if args.quick else [0.01, 0.1, 1.0])
+    seeds = args.seeds or (1 if args.quick else 3)
+    n_boot = args.bootstrap if args.bootstrap is not None else (50 if args.quick else 200)
     try:  # fail before any training on a bad config or override
         configs = variant_configs(args.config, overrides, variants, args.total_steps)
     except Exception as e:  # noqa: BLE001  absl flags.Error, KeyError, TypeError, ValueError, OSError
@@ -75,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.eval_only:
         from lamae_jax.train.loop import train_and_evaluate as train_fn
     return compare_variants(configs, args.out, train_fn=train_fn, data=args.data,
-                            fractions=args.label_fractions, codes=args.codes, seeds=args.seeds,
-                            n_boot=args.bootstrap, eval_data=args.eval_data, name=args.name,
-                            meta_config=args.config)
+                            fractions=fractions, codes=args.codes, seeds=seeds, n_boot=n_boot,
+                            eval_data=args.eval_data, name=args.name, meta_config=args.config,
+                            lead_recon=not args.no_lead_reconstruction)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 Pretrains `latent` (LAMAE), `none` (independent leads), `joint` (ST-MEM style) and `align`
 (CLOCS-style contrastive alignment of the leads) from the same config with identical budgets (steps, batch, optimiser, seed) and the same preprocessed data, then
 evaluates each with the same linear-probe protocol (same label fractions, subject draws, bootstrap
-replicates), and writes OUT/comparison.md, OUT/comparison.json and OUT/label_efficiency.png.
+replicates) on every readout the variant has (mean and concat for all, latent for latent), so a
+gain can be told apart from the pool; beside each row its parameters and FLOPs. Each variant's
+lead reconstruction (whole leads held out on the test split) is reported too. Checkpoints: the
+last step of every variant (validation MSE is not comparable across variants). Writes
+OUT/comparison.md, OUT/comparison.json and OUT/comparison_label_efficiency.png.
 Each variant's run lives in OUT/<variant>/ (rerunning resumes or reuses it). Pretraining is
 passed in (`train_fn`), so evaluation never imports the training loop.
 """
@@ -28,24 +32,60 @@ def _cell(s: dict | None) -> str:
     return f"{s['macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = None) -> str:
+def row_name(variant: str, readout: str) -> str:
+    return f"{variant}/{readout}"
+
+
+def model_flops(model_config, num_samples: int) -> dict:
+    """XLA's FLOP count of one ECG through encode() (what a probe or an embedding export costs)
+    and through the masked pretraining forward pass; lowered, never compiled."""
+    import jax
+    import jax.numpy as jnp
+
+    from lamae_jax import models
+
+    model = models.build(model_config)
+    sig = jax.ShapeDtypeStruct((1, 12, num_samples), jnp.float32)
+    mask = jax.ShapeDtypeStruct((1, 12), jnp.bool_)
+    keys = {"params": jax.random.key(0), "mask": jax.random.key(1)}
+    params = jax.eval_shape(lambda: model.init(keys, jnp.zeros(sig.shape), jnp.ones(mask.shape, bool)))
+
+    def flops(fn):
+        ca = jax.jit(fn).lower(params, sig, mask).cost_analysis()
+        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+        return float((ca or {}).get("flops", float("nan")))
+
+    return {"encode_gflops": flops(lambda p, x, m: model.apply(p, x, m, method="encode")) / 1e9,
+            "pretrain_forward_gflops": flops(lambda p, x, m: model.apply(
+                p, x, m, rngs={"mask": jax.random.key(0)}, train=False)) / 1e9}
+
+
+def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = None,
+                        leads: dict | None = None) -> str:
+    """rows: name ('variant/readout', or a bare variant) -> {results, val_loss, train_seconds,
+    params, gflops...}; diffs from paired_differences; leads: variant -> lead reconstruction."""
+    from lamae_jax.eval import lead_reconstruction
+
     lines = ["# LAMAE vs baselines at equal budget", "",
              f"Config `{meta['config']}`, {meta['total_steps']} steps of batch {meta['batch_size']} each, "
              f"pretraining data `{meta['data_dir']}`, probed on `{meta.get('eval_data_dir')}`, "
-             f"codes: {meta['codes']}, seeds {meta['seeds']}, "
-             f"test macro AUROC of a linear probe [95 % bootstrap CI over test subjects].", "",
-             "| variant | params | final val loss | train time (s) | "
-             + " | ".join(f"AUROC @ {f:g}" for f in fractions) + " | AUPRC @ "
+             f"codes: {meta['codes']}, seeds {meta['seeds']}, checkpoint: the last step; "
+             f"test macro AUROC of a linear probe [95 % bootstrap CI over test subjects]. "
+             f"Readouts: mean (of the present leads), concat (12 lead embeddings), latent (latent mean).", "",
+             "| variant/readout | params | encode GFLOPs/ECG | pretrain fwd GFLOPs/ECG | final val loss | "
+             "train time (s) | " + " | ".join(f"AUROC @ {f:g}" for f in fractions) + " | AUPRC @ "
              + f"{max(fractions):g} |",
-             "|---|---|---|---|" + "---|" * (len(fractions) + 1)]
+             "|---|---|---|---|---|---|" + "---|" * (len(fractions) + 1)]
     for v, r in rows.items():
         summ = r["results"]["summary"]
         top = summ.get(f"{max(fractions):g}", {})
         auprc = f"{top['macro_auprc']:.3f}" if top.get("n_seeds") else "–"
         val = r.get("val_loss")
         secs = r.get("train_seconds")
-        lines.append(f"| {v} | {r.get('params', '–')} | {val if val is None else f'{val:.4f}'} | "
-                     f"{'–' if secs is None else f'{secs:.0f}'} | "
+        gf = [r.get(k) for k in ("encode_gflops", "pretrain_forward_gflops")]
+        lines.append(f"| {v} | {r.get('params', '–')} | "
+                     + " | ".join("–" if g is None else f"{g:.3g}" for g in gf)
+                     + f" | {'–' if val is None else f'{val:.4f}'} | {'–' if secs is None else f'{secs:.0f}'} | "
                      + " | ".join(_cell(summ.get(f"{f:g}")) for f in fractions) + f" | {auprc} |")
     if meta.get("align"):
         a = meta["align"]
@@ -66,7 +106,39 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
                     d, (lo, hi) = e["auroc"]["diff"], e["auroc"]["ci"]
                     cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    codes = sorted({c for r in rows.values() for c in r["results"].get("codes", [])})
+    if codes and len(rows) > 1:
+        for f in fractions:
+            lines += ["", f"Per-code test AUROC @ {f:g}:", "",
+                      "| variant/readout | " + " | ".join(codes) + " |", "|---|" + "---|" * len(codes)]
+            for v, r in rows.items():
+                per = (r["results"]["summary"].get(f"{f:g}") or {}).get("per_code") or {}
+                lines.append(f"| {v} | " + " | ".join(
+                    f"{per[c]['auroc']:.3f}" if c in per else "–" for c in codes) + " |")
+    if leads:
+        lines += ["", "Lead reconstruction on the test split (whole leads held out, the other leads fully "
+                  "visible; Pearson r per record, mean / explained variance, pooled; `none` only has its "
+                  "mask token: the floor):", "", lead_reconstruction.markdown(leads)]
     return "\n".join(lines) + "\n"
+
+
+def readout_differences(rows: dict) -> dict:
+    """latent minus each other variant with the same readout, plus latent's latent pool minus
+    each other's lead mean (each variant's own ECG embedding)."""
+    by_readout: dict = {}
+    for name, r in rows.items():
+        by_readout.setdefault(r["readout"], {})[r["variant"]] = r
+    out = {}
+    for ro, per in by_readout.items():
+        for key, d in paired_differences(per).items():
+            out[f"{key} ({ro})"] = d
+    if "latent" in by_readout:
+        for v, r in by_readout.get("mean", {}).items():
+            if v != "latent":
+                pair = {"latent": by_readout["latent"]["latent"], v: r}
+                for key, d in paired_differences(pair).items():
+                    out[f"{key} (latent pool vs {v}'s lead mean)"] = d
+    return out
 
 
 def _finished_run(workdir: pathlib.Path) -> dict:
@@ -87,17 +159,18 @@ def _finished_run(workdir: pathlib.Path) -> dict:
 
 def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=(0.01, 0.1, 1.0),
                      codes: str = "all", seeds: int = 3, n_boot: int = 200, eval_data=None,
-                     name: str = "", meta_config: str = "") -> int:
+                     name: str = "", meta_config: str = "", lead_recon: bool = True) -> int:
     """Pretrains (train_fn(config, workdir) -> summary; None: --eval-only) and probes each
-    {variant: config}; writes OUT/comparison[_NAME].{md,json} and the label-efficiency plot.
-    Returns 0, or 3 when a pretraining run was preempted (rerun to resume)."""
+    {variant: config} on every readout it has; writes OUT/comparison[_NAME].{md,json} and the
+    label-efficiency plot. Returns 0, or 3 when a pretraining run was preempted (rerun to resume)."""
     import jax
 
-    from lamae_jax.eval import evaluate, report as eval_report
+    from lamae_jax.eval import evaluate, lead_reconstruction, report as eval_report
+    from lamae_jax.eval.embed import readouts_of
 
     out = pathlib.Path(out).expanduser()
     data_dir = data
-    rows, meta = {}, None
+    rows, leads, meta = {}, {}, None
     for v, config in configs.items():
         if data_dir:
             config.data.root = data_dir  # identical data for every variant
@@ -114,19 +187,29 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                       "saved); rerun the same command to resume", flush=True)
                 return 3
         data_dir = data_dir or summary["data_dir"]
-        eval_dir = workdir / (f"eval_{name}" if name else "eval")
-        print(f"=== {v}: evaluating on {eval_data or data_dir}", flush=True)
-        results = evaluate.evaluate_workdir(str(workdir), data=eval_data or data_dir, best=True,
-                                            codes=codes, fractions=fractions,
-                                            seeds=seeds, n_boot=n_boot, out_dir=str(eval_dir))
-        if jax.process_index() == 0:
-            rows[v] = {"results": results, "val_loss": summary.get("val_loss"),
-                       "train_seconds": train_seconds, "params": results["meta"]["num_params"],
-                       "workdir": str(workdir), "eval_dir": str(eval_dir)}
+        flops = model_flops(config.model, config.data.crop_samples)
+        for ro in readouts_of(config.model.cross_lead):
+            eval_dir = workdir / (f"eval_{name}" if name else "eval") / ro
+            print(f"=== {v}: probing the {ro} readout on {eval_data or data_dir}", flush=True)
+            results = evaluate.evaluate_workdir(str(workdir), data=eval_data or data_dir, best=False,
+                                                codes=codes, fractions=fractions, readout=ro,
+                                                seeds=seeds, n_boot=n_boot, out_dir=str(eval_dir))
+            if jax.process_index() == 0:
+                rows[row_name(v, ro)] = {
+                    "results": results, "variant": v, "readout": ro, "val_loss": summary.get("val_loss"),
+                    "train_seconds": train_seconds, "params": results["meta"]["num_params"],
+                    "step": results["meta"]["step"], "workdir": str(workdir), "eval_dir": str(eval_dir),
+                    **flops}
+        if lead_recon and jax.process_index() == 0:
+            print(f"=== {v}: lead reconstruction on the test split", flush=True)
+            leads[v] = lead_reconstruction.evaluate_workdir(
+                str(workdir), data=eval_data or data_dir,
+                out_dir=workdir / (f"lead_reconstruction_{name}" if name else "lead_reconstruction"))
         meta = {"config": meta_config, "total_steps": int(summary.get("total_steps", config.total_steps)),
                 "batch_size": int(summary.get("batch_size", config.batch_size)), "data_dir": data_dir,
                 "codes": codes, "seeds": seeds, "fractions": list(fractions), "size": config.model.size,
-                "eval_data_dir": eval_data or data_dir,
+                "eval_data_dir": eval_data or data_dir, "checkpoint": "last step",
+                "whole_lead_mask_prob": config.model.whole_lead_mask_prob,
                 "align": (meta or {}).get("align")}
         if v == "align":
             meta["align"] = {k: config.model[k] for k in
@@ -136,15 +219,19 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
     table = {v: {"macro_auroc": {k: s.get("macro_auroc") for k, s in r["results"]["summary"].items()},
                  "macro_auroc_ci": {k: s.get("macro_auroc_ci") for k, s in r["results"]["summary"].items()},
                  "macro_auprc": {k: s.get("macro_auprc") for k, s in r["results"]["summary"].items()},
-                 "val_loss": r["val_loss"], "params": r["params"], "train_seconds": r["train_seconds"],
+                 "per_code_auroc": {k: {c: e.get("auroc") for c, e in (s.get("per_code") or {}).items()}
+                                    for k, s in r["results"]["summary"].items()},
+                 **{k: r.get(k) for k in ("variant", "readout", "val_loss", "params", "train_seconds",
+                                          "step", "encode_gflops", "pretrain_forward_gflops")},
                  "results": os.path.join(r["eval_dir"], "results.json")}
              for v, r in rows.items()}
-    diffs = paired_differences(rows)
+    diffs = readout_differences(rows)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"comparison_{name}" if name else "comparison"
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "variants": table,
-                                                     "paired_differences": diffs}, indent=1))
-    md = comparison_markdown(rows, fractions, meta, diffs)
+    (out / f"{stem}.json").write_text(json.dumps(
+        {"meta": meta, "variants": table, "paired_differences": diffs,
+         "lead_reconstruction": {v: r["scenarios"] for v, r in leads.items()}}, indent=1))
+    md = comparison_markdown(rows, fractions, meta, diffs, leads)
     (out / f"{stem}.md").write_text(md)
     eval_report.plot_label_efficiency({v: r["results"]["summary"] for v, r in rows.items()},
                                       out / f"{stem}_label_efficiency.png")

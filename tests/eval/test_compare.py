@@ -71,3 +71,46 @@ def test_compare_help_and_bad_override_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--out", "/tmp/unused", f"--config={CONFIG}:smoke", "--config.total_stepz=3"])
     assert e.value.code == 2 and "total_steps" in capsys.readouterr().err
+
+
+def test_readout_differences_pair_rows_with_the_same_readout():
+    rows = {}
+    for v, ro, noise in (("latent", "mean", 0.1), ("latent", "latent", 0.2), ("none", "mean", 3.0)):
+        rows[compare.row_name(v, ro)] = {"results": _results(noise), "variant": v, "readout": ro}
+    d = compare.readout_differences(rows)
+    assert set(d) == {"latent - none (mean)", "latent - none (latent pool vs none's lead mean)"}
+    same = d["latent - none (mean)"]["1"]["auroc"]["diff"]
+    assert same == pytest.approx(rows["latent/mean"]["results"]["summary"]["1"]["macro_auroc"]
+                                 - rows["none/mean"]["results"]["summary"]["1"]["macro_auroc"])
+
+
+@pytest.mark.slow
+def test_compare_with_align_runs_tiny_and_reports_readouts_flops_and_leads(tmp_path):
+    """compare end to end at toy size: latent and align pretrain 2 steps on the same data; every
+    readout each has is probed, FLOPs and lead reconstruction sit beside the rows."""
+    import json
+
+    from lamae_jax.compare import main
+    from tests.helpers.preprocessed import make_records, write_preprocessed
+
+    data = write_preprocessed(tmp_path / "pp", make_records(40, num_samples=500, seed=1), chunk_size=16)
+    out = tmp_path / "cmp"
+    assert main(["--out", str(out), f"--config={CONFIG}:smoke", "--variants", "latent,align",
+                 "--total-steps", "2", "--data", str(data), "--label-fractions", "1.0", "--seeds", "1",
+                 "--bootstrap", "10", "--config.model.num_samples=500", "--config.data.crop_samples=500",
+                 "--config.eval_every=1", "--config.log_every=1"]) == 0
+    res = json.loads((out / "comparison.json").read_text())
+    assert set(res["variants"]) == {"latent/latent", "latent/mean", "latent/concat", "align/mean", "align/concat"}
+    for name, row in res["variants"].items():
+        assert row["step"] == 2 and row["params"] > 0
+        assert 0 < row["encode_gflops"] < row["pretrain_forward_gflops"] * 4
+    assert res["variants"]["align/mean"]["params"] != res["variants"]["latent/mean"]["params"]
+    assert "latent - align (concat)" in res["paired_differences"]
+    assert set(res["lead_reconstruction"]) == {"latent", "align"}
+    assert res["lead_reconstruction"]["align"]["limb_from_I_II"]["mean"]["n"] > 0
+    md = (out / "comparison.md").read_text()
+    assert "weight 1, temperature 0.1" in md and "| latent/concat |" in md and "limb_from_I_II" in md
+    for v in ("latent", "align"):  # each variant's run: one checkpoint per step, metrics with val EV
+        rows = [json.loads(x) for x in (out / v / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+        assert all(np.isfinite(r["val_ev"]) for r in rows if "val_ev" in r)
