@@ -150,3 +150,56 @@ def test_random_init_control_is_the_same_architecture_under_the_same_protocol(wo
     r = control["summary"]["random"]["1"]["macro_auroc"]
     assert d["diff"] == pytest.approx(p - r) and d["ci"][0] <= d["ci"][1]
     assert (out / "eval-random" / "results.json").is_file() and (out / "control.md").is_file()
+
+
+@pytest.mark.real_data
+def test_transfer_benchmark_on_real_cpsc(workdir, tmp_path, ecg_real, capsys):
+    """The transfer command end to end on CPSC2018 at toy budgets: preprocessing with #Dx labels,
+    pretraining on the real *training* records, probe and fine-tune of random init and the real
+    encoder with paired differences; a rerun reuses every cell."""
+    from lamae_jax.transfer import main as transfer_main
+
+    w, _ = workdir
+    out = tmp_path / "transfer"
+    argv = ["--out", str(out), "--synthetic-workdir", str(w), "--real-data", str(ecg_real),
+            "--config", "configs/base.py:smoke", "--config.model.num_samples=500",
+            "--config.data.crop_samples=500", "--models", "random,real", "--datasets", "cpsc",
+            "--pretrain-steps", "2", "--probe-seeds", "1", "--epochs", "1", "--bootstrap", "10",
+            "--low-fraction", "0.5"]
+    assert transfer_main(argv) == 0
+    res = json.loads((out / "transfer.json").read_text())
+    rows = {(r["method"], r["model"]): r for r in res["rows"]}
+    assert set(rows) == {(m, e) for m in ("probe", "finetune") for e in ("random", "real")}
+    for (method, model), r in rows.items():
+        assert set(r["fractions"]) == {"0.5", "1"}
+        e = r["fractions"]["1"]
+        assert e["ci"][0] <= e["macro_auroc"] <= e["ci"][1]
+        assert (e["vs_random"] is None) == (model == "random")
+        assert r["step"] == ("random" if model == "random" else 2)
+    real = json.loads((out / "real" / "config.json").read_text())["data"]["root"]
+    assert real == str(out / "data" / "cpsc")  # pretraining reads its train split only (the loader's rule)
+    cpsc = PreprocessedECG(out / "data" / "cpsc", "test")
+    assert len(cpsc) > 0 and "AF" in " ".join(json.loads((out / "data" / "cpsc" / "labels.json")
+                                                         .read_text())["names"].values())
+    md = (out / "transfer.md").read_text()
+    assert "| CPSC2018 9 classes | finetune | real |" in md and "Per-code test AUROC" in md
+    assert (out / "transfer.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert transfer_main(argv) == 0  # everything finished: reused, same table
+    assert capsys.readouterr().out.count("reusing") == 4
+    assert (out / "transfer.md").read_text() == md
+
+
+def test_scaling_curve_probes_every_checkpoint_and_random_init(workdir):
+    from lamae_jax.eval.scaling import main as scaling_main
+
+    w, _ = workdir
+    assert scaling_main(["--workdir", str(w), "--codes", "all", "--label-fractions", "1.0", "--seeds", "1",
+                         "--bootstrap", "10"]) == 0
+    res = json.loads((w / "scaling" / "scaling.json").read_text())
+    assert [p["step"] for p in res["probe"]] == [0, 1, 2]  # random init, then each kept checkpoint
+    assert [s for s, _ in res["val_ev"]] == [1, 2]  # every evaluation of the run
+    random = json.loads((w / "scaling" / "eval-random" / "results.json").read_text())
+    assert random["meta"]["init"] == "random" and res["probe"][0]["summary"]["1"]["macro_auroc"] == \
+        pytest.approx(random["summary"]["1"]["macro_auroc"])
+    assert (w / "scaling" / "scaling.png").stat().st_size > 1000
