@@ -60,12 +60,10 @@ def variant_configs(spec: str, overrides, variants, total_steps: int | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lamae_jax.config_file import is_override
+    from lamae_jax.config_file import parse_args_with_overrides
 
     ap = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    overrides = [a for a in argv if is_override(a)]
-    args = ap.parse_args([a for a in argv if not is_override(a)])
+    args, overrides = parse_args_with_overrides(ap, argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:

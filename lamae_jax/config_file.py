@@ -21,6 +21,16 @@ def is_override(arg: str) -> bool:
     return arg.startswith("--config.")
 
 
+def parse_args_with_overrides(parser, argv: Sequence[str] | None = None):
+    """(args, overrides) of a command line mixing argparse flags and `--config.KEY=VALUE`
+    overrides (which argparse would reject); argv None: sys.argv[1:]."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    overrides = [a for a in argv if is_override(a)]
+    return parser.parse_args([a for a in argv if not is_override(a)]), overrides
+
+
 def load_config(spec: str, overrides: Sequence[str] = (), *, lock: bool = False):
     """The ConfigDict of `spec` ('PATH[:variant]') with `--config.KEY=VALUE` overrides applied.
 

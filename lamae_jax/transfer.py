@@ -92,12 +92,11 @@ def pretraining_configs(args, overrides, data_dirs: dict, models) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lamae_jax.config_file import is_override
+    from lamae_jax.config_file import parse_args_with_overrides
 
     ap = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    overrides = [a for a in argv if is_override(a)]
-    args = ap.parse_args([a for a in argv if not is_override(a)])
+    args, overrides = parse_args_with_overrides(ap, argv)
     models = _list(args.models, MODELS, "models", ap)
     datasets = _list(args.datasets, DATASETS, "datasets", ap)
     methods = _list(args.methods, ("probe", "finetune"), "methods", ap)
