@@ -13,7 +13,7 @@ from lamae_jax.data.signal import PreprocessParams, preprocess_signal
 from lamae_jax.eval.evaluate import main as evaluate_main
 from lamae_jax.eval.export import main as export_main
 from tests.helpers.preprocessed import make_records, write_preprocessed
-from tests.helpers.train import config
+from tests.helpers.train import REPO_ROOT, run_train, train_env
 
 T = 500  # 2 s at 250 Hz keeps the smoke run cheap
 pytestmark = pytest.mark.slow
@@ -21,20 +21,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    from lamae_jax.train import loop as trainer
-
+    """A 2-step smoke run, trained by the CLI on 1 device (compiling for this session's 8 fake
+    devices would cost ~3x more); evaluation below restores it on 8."""
     root = tmp_path_factory.mktemp("e2e")
     data_dir = write_preprocessed(root / "pp", make_records(60, num_samples=T, seed=0), chunk_size=16)
     (data_dir / "preprocess_config.json").write_text(json.dumps(PreprocessParams(duration_s=2.0).to_dict()))
-    c = config("smoke")
-    c.data.root = str(data_dir)
-    c.model.num_samples = T
-    c.data.crop_samples = T
-    c.total_steps = 2
-    c.eval_every = 1
-    c.checkpoint.every = 1
     w = root / "w"
-    trainer.train_and_evaluate(c, str(w))
+    r = run_train(w, root / "cache", f"--config.data.root={data_dir}", f"--config.model.num_samples={T}",
+                  f"--config.data.crop_samples={T}", "--config.total_steps=2", "--config.eval_every=1",
+                  "--config.checkpoint.every=1")
+    assert r.returncode == 0, r.stdout + r.stderr
     return w, data_dir
 
 
@@ -153,20 +149,28 @@ def test_random_init_control_is_the_same_architecture_under_the_same_protocol(wo
 
 
 @pytest.mark.real_data
-def test_transfer_benchmark_on_real_cpsc(workdir, tmp_path, ecg_real, capsys):
+def test_transfer_benchmark_on_real_cpsc(workdir, tmp_path, ecg_real):
     """The transfer command end to end on CPSC2018 at toy budgets: preprocessing with #Dx labels,
     pretraining on the real *training* records, probe and fine-tune of random init and the real
     encoder with paired differences; a rerun reuses every cell."""
-    from lamae_jax.transfer import main as transfer_main
+    import subprocess
+    import sys
 
     w, _ = workdir
     out = tmp_path / "transfer"
-    argv = ["--out", str(out), "--synthetic-workdir", str(w), "--real-data", str(ecg_real),
-            "--config", "configs/base.py:smoke", "--config.model.num_samples=500",
-            "--config.data.crop_samples=500", "--models", "random,real", "--datasets", "cpsc",
-            "--pretrain-steps", "2", "--probe-seeds", "1", "--epochs", "1", "--bootstrap", "10",
-            "--low-fraction", "0.5"]
-    assert transfer_main(argv) == 0
+    cmd = [sys.executable, "-m", "lamae_jax.transfer", "--out", str(out), "--synthetic-workdir", str(w),
+           "--real-data", str(ecg_real), "--config", "configs/base.py:smoke", "--config.model.num_samples=500",
+           "--config.data.crop_samples=500", "--models", "random,real", "--datasets", "cpsc",
+           "--pretrain-steps", "2", "--probe-seeds", "1", "--epochs", "1", "--bootstrap", "10",
+           "--low-fraction", "0.5"]
+
+    def transfer():  # 1 device, as a user on one CPU host runs it
+        r = subprocess.run(cmd, cwd=REPO_ROOT, env=train_env(tmp_path), capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    transfer()
     res = json.loads((out / "transfer.json").read_text())
     rows = {(r["method"], r["model"]): r for r in res["rows"]}
     assert set(rows) == {(m, e) for m in ("probe", "finetune") for e in ("random", "real")}
@@ -184,9 +188,7 @@ def test_transfer_benchmark_on_real_cpsc(workdir, tmp_path, ecg_real, capsys):
     md = (out / "transfer.md").read_text()
     assert "| CPSC2018 9 classes | finetune | real |" in md and "Per-code test AUROC" in md
     assert (out / "transfer.png").stat().st_size > 1000
-    capsys.readouterr()
-    assert transfer_main(argv) == 0  # everything finished: reused, same table
-    assert capsys.readouterr().out.count("reusing") == 4
+    assert transfer().count("reusing") == 4  # everything finished: reused, same table
     assert (out / "transfer.md").read_text() == md
 
 

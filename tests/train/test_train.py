@@ -28,12 +28,12 @@ def smoke_config(cache_dir, **overrides):
 
 def test_config_errors_say_what_to_change(tmp_path):
     bad = smoke_config(str(tmp_path), **{"batch_size": 12, "mesh.fsdp": 3, "model.cross_lead": "foo",
-                                         "data.root": str(tmp_path / "missing")})
+                                         "data.root": str(tmp_path / "missing"), "model.mask_ratio": 0.0})
     with pytest.raises(trainer.ConfigError) as e:
         trainer.validate_config(bad)
     msg = str(e.value)
     for needle in ("--config.batch_size=8", "--config.mesh.fsdp", "--config.model.cross_lead",
-                   "missing' does not exist"):
+                   "missing' does not exist", "leaves nothing to reconstruct"):
         assert needle in msg, msg
     (tmp_path / "notdata").mkdir()
     with pytest.raises(trainer.ConfigError, match="no manifest.csv"):
@@ -123,23 +123,23 @@ def test_smoke_loss_falls_on_8_device_fsdp_mesh(tmp_path, cache_dir):
 
 
 # latent trains in the fsdp smoke test above (40 steps, eval, checkpoints, restore) and align in
-# tests/eval/test_compare.py's tiny comparison (2 steps, metrics, checkpoints)
+# tests/eval/test_compare.py's tiny comparison (2 steps, metrics, checkpoints). Through the CLI on
+# 1 device: compiling for this session's 8 fake devices costs ~3x more and adds nothing here.
 @pytest.mark.parametrize("cross_lead", ["none", "joint"])
 def test_one_step_per_cross_lead_variant(tmp_path, cache_dir, cross_lead):
-    c = smoke_config(cache_dir, **{"model.cross_lead": cross_lead, "total_steps": 1, "log_every": 1,
-                                   "eval_every": 1, "checkpoint.every": 1})
+    overrides = [f"--config.model.cross_lead={cross_lead}", "--config.total_steps=1", "--config.log_every=1",
+                 "--config.eval_every=1", "--config.checkpoint.every=1"]
     if cross_lead == "none":  # also: pretraining on a mix of the synthetic data and another dir
         from tests.helpers.preprocessed import make_records, write_preprocessed
         other = write_preprocessed(tmp_path / "other", make_records(6, splits=("train",)))
-        c.data.root = f"synthetic:0.5,{other}:0.5"
+        overrides.append(f"--config.data.root=synthetic:0.5,{other}:0.5")
     workdir = tmp_path / "w"
-    summary = trainer.train_and_evaluate(c, str(workdir))
-    assert summary["step"] == 1 and not summary["preempted"]
+    r = run_train(workdir, cache_dir, *overrides)
+    assert r.returncode == 0, r.stdout + r.stderr
     if cross_lead == "none":
         spec = (workdir / "data_dir.txt").read_text().strip()
         assert spec.endswith(f"{other}:0.5") and "synthetic-n96" in spec  # resolved, weights kept
         assert (workdir / "preprocess_config.json").exists()  # the primary's
-    assert np.isfinite(summary["final_loss"]) and np.isfinite(summary["val_ev"])
     rows = read_metrics(workdir)
     assert [r["step"] for r in rows if "loss" in r] == [1] and all(np.isfinite(r["loss"]) for r in rows
                                                                    if "loss" in r)
