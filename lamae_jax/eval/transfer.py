@@ -160,7 +160,8 @@ def summary_table(cells: dict, diffs: dict) -> list[dict]:
         for key, s in results["summary"].items():
             d = diffs.get((ds, method), {}).get(f"{model} - random", {}).get(key)
             per[key] = {"macro_auroc": s.get("macro_auroc"), "ci": s.get("macro_auroc_ci"),
-                        "std": s.get("macro_auroc_std"), "n_train_records": s.get("n_train_records"),
+                        "std": s.get("macro_auroc_std"), "n_seeds": s.get("n_seeds"),
+                        "n_train_records": s.get("n_train_records"),
                         "vs_random": None if d is None else d["auroc"]}
         full = results["summary"].get("1", {})
         rows.append({"dataset": ds, "method": method, "model": model, "fractions": per,
@@ -177,7 +178,7 @@ def _fmt(x, nd=3):
 def transfer_markdown(rows: list[dict], fractions, meta: dict) -> str:
     keys = [f"{f:g}" for f in fractions]
     lines = ["# Transfer to real labelled ECGs", "",
-             f"Test macro AUROC [95 % bootstrap CI over test subjects], mean of seeds (± std); Δ = "
+             f"Test macro AUROC [95 % bootstrap CI over test subjects], mean of seeds (± their std); Δ = "
              f"pretrained − random init, paired over the same bootstrap resamples. {meta.get('note', '')}", "",
              "| data | method | encoder | " + " | ".join(f"{100 * float(k):g} % labels | Δ vs random" for k in keys) + " |",
              "|---|---|---|" + "---|---|" * len(keys)]
@@ -186,8 +187,9 @@ def transfer_markdown(rows: list[dict], fractions, meta: dict) -> str:
         for k in keys:
             e = r["fractions"].get(k) or {}
             ci = e.get("ci") or (None, None)
+            spread = f" ±{_fmt(e.get('std'))}" if (e.get("n_seeds") or 0) > 1 else ""
             auc = "–" if e.get("macro_auroc") is None else (
-                f"{e['macro_auroc']:.3f} [{_fmt(ci[0])}, {_fmt(ci[1])}] ±{_fmt(e.get('std'))}")
+                f"{e['macro_auroc']:.3f} [{_fmt(ci[0])}, {_fmt(ci[1])}]{spread}")
             d = e.get("vs_random")
             delta = "" if d is None else f"{d['diff']:+.3f} [{_fmt(d['ci'][0])}, {_fmt(d['ci'][1])}]"
             cells += [auc, delta]
