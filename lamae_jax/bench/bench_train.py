@@ -33,17 +33,10 @@ def full_config(size: str, cross_lead: str = "latent", dtype: str = "float32", *
 
 
 def cost_flops(compiled) -> float | None:
-    """'flops' from Compiled.cost_analysis(), which is a dict in new JAX and a list of dicts in old."""
-    try:
-        ca = compiled.cost_analysis()
-    except Exception:  # some backends do not implement it
-        return None
-    if isinstance(ca, (list, tuple)):
-        vals = [c.get("flops") for c in ca if isinstance(c, dict) and c.get("flops") is not None]
-        return float(sum(vals)) if vals else None
-    if isinstance(ca, dict) and ca.get("flops") is not None:
-        return float(ca["flops"])
-    return None
+    """lamae_jax.models.cost_flops, imported late: this module loads before JAX is configured."""
+    from lamae_jax.models import cost_flops as count
+
+    return count(compiled)
 
 
 def compiled_peak_bytes(compiled) -> int | None:
