@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the config's data)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--label-fractions", type=label_fractions, default=None, help="default 0.01,0.1,1.0")
-    ap.add_argument("--codes", choices=("all", "salient"), default="all")
+    ap.add_argument("--codes", default="all",
+                    help="label task to probe: all | salient (synthetic, MIMIC) | a group of the "
+                         "probed data's labels.json, e.g. diagnostic (PTB-XL superclasses)")
     ap.add_argument("--seeds", type=int, default=None, help="default 3")
     ap.add_argument("--bootstrap", type=int, default=None, help="default 200")
     ap.add_argument("--eval-only", action="store_true",
@@ -38,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--name", default="", help="suffix of the outputs (comparison_NAME.md, W/eval_NAME/)")
     ap.add_argument("--no-lead-reconstruction", action="store_true",
                     help="skip the lead-reconstruction evaluation of each variant")
+    ap.add_argument("--no-random-control", action="store_true",
+                    help="skip the control rows (each variant's architecture with random weights, "
+                         "same protocol) and their paired differences")
     ap.add_argument("--quick", action="store_true",
                     help="smoke check (~10 min on 2 cores): tiny models, %d steps, fractions %s, 1 seed, "
                          "50 bootstrap replicates; explicit flags and overrides still win"
@@ -79,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         configs = variant_configs(args.config, overrides, variants, args.total_steps)
     except Exception as e:  # noqa: BLE001  absl flags.Error, KeyError, TypeError, ValueError, OSError
         ap.error(f"bad --config or override: {e}")
+    probed = args.eval_data or args.data
+    try:  # an unknown label task fails before any training too
+        if probed:
+            from lamae_jax.data.tasks import task_columns
+            task_columns(probed, args.codes)
+        elif args.codes not in ("all", "salient"):
+            raise ValueError(f"unknown label task {args.codes!r}; synthetic data offers ['all', 'salient']")
+    except (ValueError, FileNotFoundError) as e:
+        ap.error(f"--codes: {e}")
 
     from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
@@ -90,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     return compare_variants(configs, args.out, train_fn=train_fn, data=args.data,
                             fractions=fractions, codes=args.codes, seeds=seeds, n_boot=n_boot,
                             eval_data=args.eval_data, name=args.name, meta_config=args.config,
-                            lead_recon=not args.no_lead_reconstruction)
+                            lead_recon=not args.no_lead_reconstruction,
+                            random_control=not args.no_random_control)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Pretrains `latent` (LAMAE), `none` (independent leads), `joint` (ST-MEM style) a
 (CLOCS-style contrastive alignment of the leads) from the same config with identical budgets (steps, batch, optimiser, seed) and the same preprocessed data, then
 evaluates each with the same linear-probe protocol (same label fractions, subject draws, bootstrap
 replicates) on every readout the variant has (mean and concat for all, latent for latent), so a
-gain can be told apart from the pool; beside each row its parameters and FLOPs. Each variant's
+gain can be told apart from the pool; beside each row its parameters and FLOPs, and below it
+the control (same architecture and readout, random weights) with the paired difference. Each variant's
 lead reconstruction (whole leads held out on the test split) is reported too. Checkpoints: the
 last step of every variant (validation MSE is not comparable across variants). Writes
 OUT/comparison.md, OUT/comparison.json and OUT/comparison_label_efficiency.png.
@@ -32,8 +33,8 @@ def _cell(s: dict | None) -> str:
     return f"{s['macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def row_name(variant: str, readout: str) -> str:
-    return f"{variant}/{readout}"
+def row_name(variant: str, readout: str, init: str = "pretrained") -> str:
+    return f"{variant}/{readout}" + ("" if init == "pretrained" else f" {init} init")
 
 
 def model_flops(model_config, num_samples: int) -> dict:
@@ -70,7 +71,9 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
              f"pretraining data `{meta['data_dir']}`, probed on `{meta.get('eval_data_dir')}`, "
              f"codes: {meta['codes']}, seeds {meta['seeds']}, checkpoint: the last step; "
              f"test macro AUROC of a linear probe [95 % bootstrap CI over test subjects]. "
-             f"Readouts: mean (of the present leads), concat (12 lead embeddings), latent (latent mean).", "",
+             f"Readouts: mean (of the present leads), concat (12 lead embeddings), latent (latent mean); "
+             f"rows marked `random init` are the control: the same architecture and readout with random "
+             f"weights, same protocol.", "",
              "| variant/readout | params | encode GFLOPs/ECG | pretrain fwd GFLOPs/ECG | final val loss | "
              "train time (s) | " + " | ".join(f"AUROC @ {f:g}" for f in fractions) + " | AUPRC @ "
              + f"{max(fractions):g} |",
@@ -126,7 +129,8 @@ def readout_differences(rows: dict) -> dict:
     each other's lead mean (each variant's own ECG embedding)."""
     by_readout: dict = {}
     for name, r in rows.items():
-        by_readout.setdefault(r["readout"], {})[r["variant"]] = r
+        if r.get("init", "pretrained") == "pretrained":
+            by_readout.setdefault(r["readout"], {})[r["variant"]] = r
     out = {}
     for ro, per in by_readout.items():
         for key, d in paired_differences(per).items():
@@ -137,6 +141,18 @@ def readout_differences(rows: dict) -> dict:
                 pair = {"latent": by_readout["latent"]["latent"], v: r}
                 for key, d in paired_differences(pair).items():
                     out[f"{key} (latent pool vs {v}'s lead mean)"] = d
+    return out
+
+
+def control_differences(rows: dict) -> dict:
+    """Each pretrained row minus its control (the same variant and readout, random weights)."""
+    out = {}
+    for name, r in rows.items():
+        control = rows.get(row_name(r["variant"], r["readout"], "random"))
+        if r.get("init", "pretrained") == "pretrained" and control is not None:
+            d = paired_differences({"pretrained": r, "random": control}, reference="pretrained")
+            if d:
+                out[f"{name} - random init"] = d["pretrained - random"]
     return out
 
 
@@ -158,9 +174,11 @@ def _finished_run(workdir: pathlib.Path) -> dict:
 
 def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=(0.01, 0.1, 1.0),
                      codes: str = "all", seeds: int = 3, n_boot: int = 200, eval_data=None,
-                     name: str = "", meta_config: str = "", lead_recon: bool = True) -> int:
+                     name: str = "", meta_config: str = "", lead_recon: bool = True,
+                     random_control: bool = True) -> int:
     """Pretrains (train_fn(config, workdir) -> summary; None: --eval-only) and probes each
-    {variant: config} on every readout it has; writes OUT/comparison[_NAME].{md,json} and the
+    {variant: config} on every readout it has, and (random_control) the same architecture with
+    random weights on each readout as the control; writes OUT/comparison[_NAME].{md,json} and the
     label-efficiency plot. Returns 0, or 3 when a pretraining run was preempted (rerun to resume)."""
     import jax
 
@@ -187,16 +205,22 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                 return 3
         data_dir = data_dir or summary["data_dir"]
         flops = model_flops(config.model, config.data.crop_samples)
-        for ro in readouts_of(config.model.cross_lead):
-            eval_dir = workdir / (f"eval_{name}" if name else "eval") / ro
-            print(f"=== {v}: probing the {ro} readout on {eval_data or data_dir}", flush=True)
+        inits = ("pretrained", "random") if random_control else ("pretrained",)
+        # the per-lead readouts first: their embedding pass serves the latent readout too
+        ordered = sorted(readouts_of(config.model.cross_lead), key=lambda r: r == "latent")
+        for init, ro in ((i, ro) for i in inits for ro in ordered):
+            eval_dir = workdir / (f"eval_{name}" if name else "eval") / (
+                ro if init == "pretrained" else f"random-{ro}")
+            print(f"=== {v}: probing the {ro} readout ({init} weights) on {eval_data or data_dir}", flush=True)
             results = evaluate.evaluate_workdir(str(workdir), data=eval_data or data_dir, best=False,
-                                                codes=codes, fractions=fractions, readout=ro,
+                                                codes=codes, fractions=fractions, readout=ro, init=init,
                                                 seeds=seeds, n_boot=n_boot, out_dir=str(eval_dir))
             if jax.process_index() == 0:
-                rows[row_name(v, ro)] = {
-                    "results": results, "variant": v, "readout": ro, "val_loss": summary.get("val_loss"),
-                    "train_seconds": train_seconds, "params": results["meta"]["num_params"],
+                rows[row_name(v, ro, init)] = {
+                    "results": results, "variant": v, "readout": ro, "init": init,
+                    "val_loss": summary.get("val_loss") if init == "pretrained" else None,
+                    "train_seconds": train_seconds if init == "pretrained" else None,
+                    "params": results["meta"]["num_params"],
                     "step": results["meta"]["step"], "workdir": str(workdir), "eval_dir": str(eval_dir),
                     **flops}
         if lead_recon and jax.process_index() == 0:
@@ -220,11 +244,11 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                  "macro_auprc": {k: s.get("macro_auprc") for k, s in r["results"]["summary"].items()},
                  "per_code_auroc": {k: {c: e.get("auroc") for c, e in (s.get("per_code") or {}).items()}
                                     for k, s in r["results"]["summary"].items()},
-                 **{k: r.get(k) for k in ("variant", "readout", "val_loss", "params", "train_seconds",
+                 **{k: r.get(k) for k in ("variant", "readout", "init", "val_loss", "params", "train_seconds",
                                           "step", "encode_gflops", "pretrain_forward_gflops")},
                  "results": os.path.join(r["eval_dir"], "results.json")}
              for v, r in rows.items()}
-    diffs = readout_differences(rows)
+    diffs = {**readout_differences(rows), **control_differences(rows)}
     out.mkdir(parents=True, exist_ok=True)
     stem = f"comparison_{name}" if name else "comparison"
     (out / f"{stem}.json").write_text(json.dumps(
@@ -232,7 +256,8 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
          "lead_reconstruction": {v: r["scenarios"] for v, r in leads.items()}}, indent=1))
     md = comparison_markdown(rows, fractions, meta, diffs, leads)
     (out / f"{stem}.md").write_text(md)
-    eval_report.plot_label_efficiency({v: r["results"]["summary"] for v, r in rows.items()},
+    eval_report.plot_label_efficiency({v: r["results"]["summary"] for v, r in rows.items()
+                                       if r["init"] == "pretrained"},
                                       out / f"{stem}_label_efficiency.png")
     print(md)
     print(f"wrote {out}/{stem}.md, {stem}.json, {stem}_label_efficiency.png")

@@ -84,6 +84,35 @@ def test_readout_differences_pair_rows_with_the_same_readout():
                                  - rows["none/mean"]["results"]["summary"]["1"]["macro_auroc"])
 
 
+def test_control_differences_pair_each_row_with_its_own_random_init():
+    rows = {}
+    for v, ro, init, noise in (("latent", "mean", "pretrained", 0.1), ("latent", "mean", "random", 3.0),
+                               ("none", "mean", "pretrained", 3.0), ("none", "concat", "pretrained", 0.1)):
+        rows[compare.row_name(v, ro, init)] = {"results": _results(noise), "variant": v, "readout": ro,
+                                               "init": init}
+    assert set(compare.readout_differences(rows)) == {"latent - none (mean)"}  # controls are not variants
+    d = compare.control_differences(rows)
+    assert set(d) == {"latent/mean - random init"}  # none has no control row here
+    e = d["latent/mean - random init"]["1"]["auroc"]
+    assert e["diff"] > 0.1 and e["ci"][0] > 0
+
+
+def test_compare_codes_must_name_a_task_of_the_probed_data(tmp_path, capsys):
+    from lamae_jax.compare import main
+    from tests.helpers.preprocessed import make_records, write_preprocessed
+
+    with pytest.raises(SystemExit) as e:  # synthetic pretraining data offers all and salient only
+        main(["--out", str(tmp_path / "o"), f"--config={CONFIG}:smoke", "--codes", "diagnostic"])
+    assert e.value.code == 2 and "diagnostic" in capsys.readouterr().err
+    data = write_preprocessed(tmp_path / "pp", make_records(8, num_samples=500, seed=1), chunk_size=8)
+    with pytest.raises(SystemExit) as e:  # before any training: the error names the tasks on offer
+        main(["--out", str(tmp_path / "o"), f"--config={CONFIG}:smoke", "--eval-data", str(data),
+              "--codes", "rhythm"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "rhythm" in err and "'all'" in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow
 def test_compare_with_align_runs_tiny_and_reports_readouts_flops_and_leads(tmp_path):
     """compare end to end at toy size: latent and align pretrain 2 steps on the same data; every
@@ -104,16 +133,23 @@ def test_compare_with_align_runs_tiny_and_reports_readouts_flops_and_leads(tmp_p
     r = subprocess.run(cmd, cwd=REPO_ROOT, env=train_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr  # 1 device: compiling for 8 fake ones costs ~3x
     res = json.loads((out / "comparison.json").read_text())
-    assert set(res["variants"]) == {"latent/latent", "latent/mean", "latent/concat", "align/mean", "align/concat"}
+    trained = {"latent/latent", "latent/mean", "latent/concat", "align/mean", "align/concat"}
+    assert set(res["variants"]) == trained | {f"{n} random init" for n in trained}  # each with its control
     for name, row in res["variants"].items():
-        assert row["step"] == 2 and row["params"] > 0
+        assert row["step"] == (2 if name in trained else "random") and row["params"] > 0
         assert 0 < row["encode_gflops"] < row["pretrain_forward_gflops"] * 4
+        assert row["params"] == res["variants"][name.removesuffix(" random init")]["params"]
     assert res["variants"]["align/mean"]["params"] != res["variants"]["latent/mean"]["params"]
     assert "latent - align (concat)" in res["paired_differences"]
+    assert "latent/latent - random init" in res["paired_differences"]
+    assert not any(k.startswith("latent - ") and "random" in k for k in res["paired_differences"])
+    # one embedding pass per variant and init: the latent readout reuses the per-lead pass
+    assert r.stdout.count("embedded test:") == 4, r.stdout
     assert set(res["lead_reconstruction"]) == {"latent", "align"}
     assert res["lead_reconstruction"]["align"]["limb_from_I_II"]["mean"]["n"] > 0
     md = (out / "comparison.md").read_text()
     assert "weight 1, temperature 0.1" in md and "| latent/concat |" in md and "limb_from_I_II" in md
+    assert "| latent/concat random init |" in md
     for v in ("latent", "align"):  # each variant's run: one checkpoint per step, metrics with val EV
         rows = [json.loads(x) for x in (out / v / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows if "loss" in r] == [1, 2]
