@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "same protocol) and their paired differences")
     ap.add_argument("--quick", action="store_true",
                     help="smoke check (~10 min on 2 cores): tiny models, %d steps, fractions %s, 1 seed, "
-                         "50 bootstrap replicates; explicit flags and overrides still win"
+                         "50 bootstrap replicates, no random-init controls; explicit flags and overrides "
+                         "still win"
                          % (QUICK_STEPS, ",".join(map(str, QUICK_FRACTIONS))))
     return ap
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                             fractions=fractions, codes=args.codes, seeds=seeds, n_boot=n_boot,
                             eval_data=args.eval_data, name=args.name, meta_config=args.config,
                             lead_recon=not args.no_lead_reconstruction,
-                            random_control=not args.no_random_control)
+                            random_control=not (args.no_random_control or args.quick))
 
 
 if __name__ == "__main__":
