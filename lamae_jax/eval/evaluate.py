@@ -181,9 +181,11 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     cache = _cache_path(workdir, used_step, data_dir, config, leads) if cache_embeddings else None
     embedded = _load_cache(cache, data_dir) if cache else None
     if embedded is None and cache and not leads:  # the per-lead cache holds the ECG embeddings too
-        with_leads = _load_cache(_cache_path(workdir, used_step, data_dir, config, True), data_dir)
-        embedded = with_leads and {s: {k: v for k, v in e.items() if k != "lead_embeddings"}
-                                   for s, e in with_leads.items()}
+        lead_cache = _cache_path(workdir, used_step, data_dir, config, True)
+        with_leads = _load_cache(lead_cache, data_dir)
+        if with_leads is not None:
+            cache, embedded = lead_cache, {s: {k: v for k, v in e.items() if k != "lead_embeddings"}
+                                           for s, e in with_leads.items()}
     if embedded is None:
         embedded = embed_all(model, params, data_dir, batch_size=batch_size, lead_embeddings=leads)
         if cache and jax.process_index() == 0:
