@@ -85,9 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         configs = variant_configs(args.config, overrides, variants, args.total_steps)
     except Exception as e:  # noqa: BLE001  absl flags.Error, KeyError, TypeError, ValueError, OSError
         ap.error(f"bad --config or override: {e}")
-    probed = args.eval_data or args.data
+    # the probed data: --eval-data, else the pretraining data (--data, or the config's data.root,
+    # whose first source is what evaluation reads); '' or 'synthetic': the embedded synthetic set
+    root = next(iter(configs.values())).data.root
+    from lamae_jax.data import sources
+    probed = args.eval_data or args.data or (sources.primary(root) if root else "")
     try:  # an unknown label task fails before any training too
-        if probed:
+        if probed and probed != "synthetic":
             from lamae_jax.data.tasks import task_columns
             task_columns(probed, args.codes)
         elif args.codes not in ("all", "salient"):

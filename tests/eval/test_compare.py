@@ -110,6 +110,11 @@ def test_compare_codes_must_name_a_task_of_the_probed_data(tmp_path, capsys):
               "--codes", "rhythm"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "rhythm" in err and "'all'" in err
+    with pytest.raises(SystemExit) as e:  # pretraining data given as an override is the probed data too
+        main(["--out", str(tmp_path / "o"), f"--config={CONFIG}:smoke", f"--config.data.root={data}",
+              "--codes", "rhythm"])
+    err = capsys.readouterr().err  # checked against that data's labels.json, not the synthetic tasks
+    assert e.value.code == 2 and "this data offers ['all'" in err and "synthetic" not in err
     assert not (tmp_path / "o").exists()
 
 
