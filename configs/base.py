@@ -36,6 +36,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.time_latents = 0  # 0 = size default (2 tiny/small, 4 base)
     c.model.num_latents = 0  # latent_scope=global; 0 = size default (16 for small/base)
     c.model.latent_depth = 0  # latent self-attention blocks; 0 = size default (2)
+    # the decoder's within-lead self-attention; False (latent only): masked patches read only the
+    # latents, so the decoder cannot bypass the cross-lead path
+    c.model.decoder_self_attention = True
     # amplitude scaling inside the model (training, evaluation and embed() alike): fixed (mV x
     # input_scale; keeps absolute amplitude) | record | lead (z-scores). Raw mV (scale 1) next to
     # unit-size position embeddings does not learn; 5 brings a typical lead (0.2 mV std) to ~1.

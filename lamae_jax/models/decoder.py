@@ -1,7 +1,8 @@
 """MAE decoder: per-lead full-length tokens (visible tokens + a learned mask token) -> patches.
 
 `latent`: self-attention within each lead and cross-attention to the latents (the only path
-between leads). `none` / `align`: self-attention within each lead only. `joint`: one self-attention over
+between leads); with `self_attention=False` the within-lead self-attention is dropped, so a masked
+patch is rebuilt from the latents alone and the decoder cannot ignore them. `none` / `align`: self-attention within each lead only. `joint`: one self-attention over
 all leads' tokens (ST-MEM style). Missing leads are padded out of every key set.
 """
 
@@ -32,6 +33,7 @@ class Decoder(nn.Module):
     remat: bool = False
     attention_impl: str | None = None
     latent_scope: str = "global"
+    self_attention: bool = True  # within-lead self-attention (`latent` may turn it off)
 
     @nn.compact
     def __call__(self, visible, ids_restore, patch_mask, lead_ids, lead_mask, latents=None, *,
@@ -52,7 +54,8 @@ class Decoder(nn.Module):
         layout = "time" if cross and self.latent_scope == "time" else "group"
         blocks = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dropout, self.dtype,
                              cross=cross, remat=self.remat, attention_impl=self.attention_impl,
-                             cross_layout=layout, name="blocks")
+                             cross_layout=layout, self_attention=self.self_attention,
+                             name="blocks")
         keys = jnp.broadcast_to(lead_mask[:, :, None], (b, l, n))
         if patch_valid is not None:
             keys = keys & patch_valid[:, None, :]

@@ -39,7 +39,7 @@ class LAMAE(nn.Module):
                                              nn.Dense(d.projection_dim, kernel_init=xavier)])
         self.decoder = Decoder(d.cross_lead, d.decoder_width, d.decoder_depth, d.decoder_heads,
                                d.num_leads, d.patch_size, d.mlp_ratio, d.dropout, dtype, d.remat,
-                               d.attention_impl, d.latent_scope)
+                               d.attention_impl, d.latent_scope, d.decoder_self_attention)
 
     def _normalise(self, signal, lead_mask, sample_valid):
         """Amplitude scaling (model.input_norm, input_scale) -> (scaled signal, offset, scale),

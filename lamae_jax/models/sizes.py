@@ -51,6 +51,9 @@ class ModelDims:
     # latents read every visible token of every lead (one bottleneck for the whole ECG).
     latent_scope: str = "time"
     time_latents: int = 2
+    # The decoder's within-lead self-attention. False (`latent` only): a masked patch sees only
+    # the latents, so the cross-lead path is the sole route to its context.
+    decoder_self_attention: bool = True
     # Amplitude scaling inside the model, so training, evaluation and embed() see the same:
     # fixed = mV x input_scale (keeps absolute amplitude, which is diagnostic, and the linear
     # relations between leads, e.g. III = II - I; lets nothing cross leads); record = z-score over
@@ -105,10 +108,14 @@ def resolve(model_config: Any) -> ModelDims:
         remat=bool(get("remat", False)),
         attention_impl=impl,
         latent_scope=scope,
+        decoder_self_attention=bool(get("decoder_self_attention", True)),
         input_norm=input_norm,
         input_scale=float(get("input_scale", 5.0)),
         **dims,
     )
+    if not out.decoder_self_attention and out.cross_lead != "latent":
+        raise ValueError(f"model.decoder_self_attention=False needs cross_lead='latent' (the latents "
+                         f"are then the decoder's only context); {out.cross_lead!r} would have none")
     for prefix in ("encoder", "decoder"):
         w, h = getattr(out, f"{prefix}_width"), getattr(out, f"{prefix}_heads")
         if w % h:

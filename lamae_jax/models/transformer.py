@@ -74,14 +74,18 @@ class Block(nn.Module):
     # "group": ctx [G, S, D] serves groups of consecutive rows of x (one ECG's leads);
     # "time": x [B*L, N, D] leads, ctx [B*N, S, D] per patch position: token (b, l, t) reads ctx[b, t].
     cross_layout: str = "group"
+    # False (cross blocks only): rows of x do not read each other, only ctx; the LAMAE decoder
+    # then rebuilds a masked patch from the latents alone (model.decoder_self_attention).
+    self_attention: bool = True
 
     @nn.compact
     def __call__(self, x, key_mask=None, ctx=None, ctx_mask=None):
         drop = nn.Dropout(self.dropout)
-        y = nn.LayerNorm(dtype=self.dtype, name="ln_self")(x)
-        y = MultiHeadAttention(self.num_heads, self.dtype, self.attention_impl,
-                               name="self_attn")(y, y, key_mask)
-        x = x + drop(y, deterministic=self.deterministic)
+        if self.self_attention:
+            y = nn.LayerNorm(dtype=self.dtype, name="ln_self")(x)
+            y = MultiHeadAttention(self.num_heads, self.dtype, self.attention_impl,
+                                   name="self_attn")(y, y, key_mask)
+            x = x + drop(y, deterministic=self.deterministic)
         if self.cross and self.cross_layout == "time":
             y = nn.LayerNorm(dtype=self.dtype, name="ln_cross")(x)
             rows, n, w = x.shape
@@ -122,12 +126,15 @@ class Transformer(nn.Module):
     remat: bool = False
     attention_impl: str | None = None
     cross_layout: str = "group"
+    self_attention: bool = True
 
     @nn.compact
     def __call__(self, x, key_mask=None, ctx=None, ctx_mask=None, *, deterministic: bool = True):
+        if not (self.self_attention or self.cross):
+            raise ValueError("a block without self-attention needs cross-attention (cross=True)")
         block_cls = nn.remat(Block) if self.remat else Block
         for i in range(self.depth):
             x = block_cls(self.num_heads, self.mlp_ratio, self.dropout, self.dtype, deterministic,
-                          self.cross, self.attention_impl, self.cross_layout, name=f"block_{i}")(
-                              x, key_mask, ctx, ctx_mask)
+                          self.cross, self.attention_impl, self.cross_layout, self.self_attention,
+                          name=f"block_{i}")(x, key_mask, ctx, ctx_mask)
         return nn.LayerNorm(dtype=self.dtype, name="ln_final")(x).astype(jnp.float32)

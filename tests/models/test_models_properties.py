@@ -107,3 +107,37 @@ def test_cross_attention_grouped_ctx_equals_ctx_repeated_per_row():
     repeated = block.apply(params, x, None, jnp.repeat(ctx, l, axis=0))
     np.testing.assert_allclose(np.asarray(grouped), np.asarray(repeated), rtol=1e-5, atol=1e-5)
     assert not np.allclose(np.asarray(block.apply(params, x, None, ctx[::-1])), np.asarray(grouped))
+
+
+@pytest.mark.parametrize("self_attention", [True, False])
+def test_decoder_without_self_attention_rebuilds_masked_patches_from_latents_only(self_attention):
+    """model.decoder_self_attention=False: a masked patch of lead j reads only the latents at its
+    position, which read the other leads there (j is masked there), so moving j's *visible* patches
+    cannot move it; with the within-lead self-attention it does."""
+    m = jitted("latent", dropout=0.0, decoder_self_attention=self_attention)
+    v = m.variables()
+    x, lm = batch()
+    j = 3
+    _, aux = m.forward(v, x, lm, rngs(5))
+    masked = np.asarray(aux["patch_mask"][:, j])  # [B, N], the same for both inputs (same rng)
+    visible = np.repeat(~masked, 50, axis=-1)  # [B, T] samples of j's visible patches
+    x2 = x.at[:, j].set(jnp.where(visible, x[:, j] * -2.0 + 1.0, x[:, j]))
+    recon, _ = m.forward(v, x, lm, rngs(5))
+    recon2, aux2 = m.forward(v, x2, lm, rngs(5))
+    np.testing.assert_array_equal(np.asarray(aux2["patch_mask"][:, j]), masked)
+    rm, rm2 = np.asarray(recon[:, j])[masked], np.asarray(recon2[:, j])[masked]
+    if self_attention:
+        assert not np.allclose(rm, rm2, atol=1e-4)
+    else:
+        np.testing.assert_allclose(rm2, rm, rtol=1e-5, atol=1e-5)
+        # ...while the other leads, which read j's visible tokens through the latents, do move
+        assert not np.allclose(np.asarray(recon[:, j + 1]), np.asarray(recon2[:, j + 1]), atol=1e-4)
+
+
+def test_decoder_without_self_attention_needs_latents():
+    from lamae_jax.models.sizes import resolve
+    from tests.helpers.models import model_config
+
+    assert resolve(model_config("latent", decoder_self_attention=False)).decoder_self_attention is False
+    with pytest.raises(ValueError, match="decoder_self_attention=False needs cross_lead='latent'"):
+        resolve(model_config("none", decoder_self_attention=False))
