@@ -85,7 +85,8 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
         val = r.get("val_loss")
         secs = r.get("train_seconds")
         gf = [r.get(k) for k in ("encode_gflops", "pretrain_forward_gflops")]
-        lines.append(f"| {v} | {r.get('params', '–')} | "
+        shown = v if not r.get("shared_with") else f"{v} (= {r['shared_with']})"
+        lines.append(f"| {shown} | {r.get('params', '–')} | "
                      + " | ".join("–" if g is None else f"{g:.3g}" for g in gf)
                      + f" | {'–' if val is None else f'{val:.4f}'} | {'–' if secs is None else f'{secs:.0f}'} | "
                      + " | ".join(_cell(summ.get(f"{f:g}")) for f in fractions) + f" | {auprc} |")
@@ -156,6 +157,30 @@ def control_differences(rows: dict) -> dict:
     return out
 
 
+def per_lead_control_key(config) -> str:
+    """Identity of the random-init per-lead readouts (mean, concat) of config's architecture: the
+    random tokenizer and encoder weights and every model field but cross_lead, plus whether the
+    encoder attends across leads (`joint`). `latent`, `none` and `align` built from one config
+    share it (same seed, same per-lead encoder), so their controls are probed once."""
+    import hashlib
+
+    import jax
+    import numpy as np
+
+    from lamae_jax.eval.evaluate import random_params
+
+    params = random_params(config)
+    h = hashlib.sha1()
+    for part in ("tokenizer", "encoder"):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params[part])[0]:
+            h.update(jax.tree_util.keystr(path).encode())
+            h.update(np.asarray(leaf).tobytes())
+    model = {k: v for k, v in config.model.to_dict().items() if k != "cross_lead"}
+    h.update(json.dumps({"joint": config.model.cross_lead == "joint", "seed": config.seed,
+                         "model": model}, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
 def _finished_run(workdir: pathlib.Path) -> dict:
     """data_dir, last val_loss and step of an existing workdir (for --eval-only)."""
     if not (workdir / "config.json").is_file():
@@ -188,6 +213,7 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
     out = pathlib.Path(out).expanduser()
     data_dir = data
     rows, leads, meta = {}, {}, None
+    probed_controls = {}  # (per_lead_control_key, readout) -> the row that holds those results
     for v, config in configs.items():
         if data_dir:
             config.data.root = data_dir  # identical data for every variant
@@ -208,7 +234,19 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
         inits = ("pretrained", "random") if random_control else ("pretrained",)
         # the per-lead readouts first: their embedding pass serves the latent readout too
         ordered = sorted(readouts_of(config.model.cross_lead), key=lambda r: r == "latent")
+        control_key = per_lead_control_key(config) if random_control else None
         for init, ro in ((i, ro) for i in inits for ro in ordered):
+            shared = probed_controls.get((control_key, ro)) if init == "random" else None
+            if shared is not None:  # the same random features as an earlier variant's control
+                print(f"=== {v}: the {ro} readout with random weights is {shared}'s (same random "
+                      "per-lead encoder): reusing its results", flush=True)
+                if jax.process_index() == 0:
+                    from lamae_jax import models
+                    from lamae_jax.eval.evaluate import random_params
+                    rows[row_name(v, ro, init)] = {
+                        **rows[shared], "variant": v, "workdir": str(workdir), "shared_with": shared,
+                        "params": models.param_count(random_params(config)), **flops}
+                continue
             eval_dir = workdir / (f"eval_{name}" if name else "eval") / (
                 ro if init == "pretrained" else f"random-{ro}")
             print(f"=== {v}: probing the {ro} readout ({init} weights) on {eval_data or data_dir}", flush=True)
@@ -223,6 +261,8 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                     "params": results["meta"]["num_params"],
                     "step": results["meta"]["step"], "workdir": str(workdir), "eval_dir": str(eval_dir),
                     **flops}
+            if init == "random" and ro in ("mean", "concat"):
+                probed_controls[(control_key, ro)] = row_name(v, ro, init)
         if lead_recon and jax.process_index() == 0:
             print(f"=== {v}: lead reconstruction on the test split", flush=True)
             leads[v] = lead_reconstruction.evaluate_workdir(
@@ -245,7 +285,8 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                  "per_code_auroc": {k: {c: e.get("auroc") for c, e in (s.get("per_code") or {}).items()}
                                     for k, s in r["results"]["summary"].items()},
                  **{k: r.get(k) for k in ("variant", "readout", "init", "val_loss", "params", "train_seconds",
-                                          "step", "encode_gflops", "pretrain_forward_gflops")},
+                                          "step", "encode_gflops", "pretrain_forward_gflops",
+                                          "shared_with")},
                  "results": os.path.join(r["eval_dir"], "results.json")}
              for v, r in rows.items()}
     diffs = {**readout_differences(rows), **control_differences(rows)}

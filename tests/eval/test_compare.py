@@ -118,6 +118,25 @@ def test_compare_codes_must_name_a_task_of_the_probed_data(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_per_lead_control_key_is_shared_exactly_where_the_random_features_coincide():
+    """latent, none and align from one config have the same random per-lead encoder (so one control
+    serves all three); joint's encoder reads across leads, and another seed or width is another
+    encoder."""
+    from lamae_jax.config_file import load_config
+    from lamae_jax.eval.compare import per_lead_control_key
+
+    def key(cross_lead, *overrides):
+        config = load_config(f"{CONFIG}:smoke", list(overrides))
+        config.model.cross_lead = cross_lead
+        return per_lead_control_key(config)
+
+    latent = key("latent")
+    assert key("none") == latent == key("align")
+    assert key("joint") != latent
+    assert key("latent", "--config.seed=1") != latent
+    assert key("latent", "--config.model.encoder_width=16") != latent
+
+
 @pytest.mark.slow
 def test_compare_with_align_runs_tiny_and_reports_readouts_flops_and_leads(tmp_path):
     """compare end to end at toy size: latent and align pretrain 2 steps on the same data; every
@@ -148,13 +167,19 @@ def test_compare_with_align_runs_tiny_and_reports_readouts_flops_and_leads(tmp_p
     assert "latent - align (concat)" in res["paired_differences"]
     assert "latent/latent - random init" in res["paired_differences"]
     assert not any(k.startswith("latent - ") and "random" in k for k in res["paired_differences"])
-    # one embedding pass per variant and init: the latent readout reuses the per-lead pass
-    assert r.stdout.count("embedded test:") == 4, r.stdout
+    # one embedding pass per variant and init: the latent readout reuses the per-lead pass, and
+    # align's random per-lead encoder is latent's (same seed), so its controls are not re-run
+    assert r.stdout.count("embedded test:") == 3, r.stdout
+    for ro in ("mean", "concat"):
+        mine, theirs = res["variants"][f"align/{ro} random init"], res["variants"][f"latent/{ro} random init"]
+        assert mine["shared_with"] == f"latent/{ro} random init" and theirs["shared_with"] is None
+        assert mine["macro_auroc"] == theirs["macro_auroc"] and mine["params"] != theirs["params"]
     assert set(res["lead_reconstruction"]) == {"latent", "align"}
     assert res["lead_reconstruction"]["align"]["limb_from_I_II"]["mean"]["n"] > 0
     md = (out / "comparison.md").read_text()
     assert "weight 1, temperature 0.1" in md and "| latent/concat |" in md and "limb_from_I_II" in md
     assert "| latent/concat random init |" in md
+    assert "| align/mean random init (= latent/mean random init) |" in md
     for v in ("latent", "align"):  # each variant's run: one checkpoint per step, metrics with val EV
         rows = [json.loads(x) for x in (out / v / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows if "loss" in r] == [1, 2]
