@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip pretraining: evaluate the variants' existing workdirs in OUT")
     ap.add_argument("--eval-data", default=None,
                     help="preprocessed directory to probe on (default: the pretraining data)")
+    ap.add_argument("--cross-fold", action="store_true",
+                    help="probe with every fold of the probed data as the test fold once (PTB-XL, "
+                         "CPSC: all records scored instead of one small test fold)")
     ap.add_argument("--name", default="", help="suffix of the outputs (comparison_NAME.md, W/eval_NAME/)")
     ap.add_argument("--no-lead-reconstruction", action="store_true",
                     help="skip the lead-reconstruction evaluation of each variant")
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                             fractions=fractions, codes=args.codes, seeds=seeds, n_boot=n_boot,
                             eval_data=args.eval_data, name=args.name, meta_config=args.config,
                             lead_recon=not args.no_lead_reconstruction,
-                            random_control=not (args.no_random_control or args.quick))
+                            random_control=not (args.no_random_control or args.quick),
+                            cross_fold=args.cross_fold)
 
 
 if __name__ == "__main__":

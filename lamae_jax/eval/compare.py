@@ -69,7 +69,8 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
     lines = ["# LAMAE vs baselines at equal budget", "",
              f"Config `{meta['config']}`, {meta['total_steps']} steps of batch {meta['batch_size']} each, "
              f"pretraining data `{meta['data_dir']}`, probed on `{meta.get('eval_data_dir')}`, "
-             f"codes: {meta['codes']}, seeds {meta['seeds']}, checkpoint: the last step; "
+             f"codes: {meta['codes']}, seeds {meta['seeds']}, checkpoint: the last step, "
+             f"scored on: {meta.get('test', 'test split')}; "
              f"test macro AUROC of a linear probe [95 % bootstrap CI over test subjects]. "
              f"Readouts: mean (of the present leads), concat (12 lead embeddings), latent (latent mean); "
              f"rows marked `random init` are the control: the same architecture and readout with random "
@@ -200,7 +201,7 @@ def _finished_run(workdir: pathlib.Path) -> dict:
 def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=(0.01, 0.1, 1.0),
                      codes: str = "all", seeds: int = 3, n_boot: int = 200, eval_data=None,
                      name: str = "", meta_config: str = "", lead_recon: bool = True,
-                     random_control: bool = True) -> int:
+                     random_control: bool = True, cross_fold: bool = False) -> int:
     """Pretrains (train_fn(config, workdir) -> summary; None: --eval-only) and probes each
     {variant: config} on every readout it has, and (random_control) the same architecture with
     random weights on each readout as the control; writes OUT/comparison[_NAME].{md,json} and the
@@ -252,7 +253,8 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
             print(f"=== {v}: probing the {ro} readout ({init} weights) on {eval_data or data_dir}", flush=True)
             results = evaluate.evaluate_workdir(str(workdir), data=eval_data or data_dir, best=False,
                                                 codes=codes, fractions=fractions, readout=ro, init=init,
-                                                seeds=seeds, n_boot=n_boot, out_dir=str(eval_dir))
+                                                seeds=seeds, n_boot=n_boot, out_dir=str(eval_dir),
+                                                cross_fold=cross_fold)
             if jax.process_index() == 0:
                 rows[row_name(v, ro, init)] = {
                     "results": results, "variant": v, "readout": ro, "init": init,
@@ -272,6 +274,7 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                 "batch_size": int(summary.get("batch_size", config.batch_size)), "data_dir": data_dir,
                 "codes": codes, "seeds": seeds, "fractions": list(fractions), "size": config.model.size,
                 "eval_data_dir": eval_data or data_dir, "checkpoint": "last step",
+                "test": "every fold once (cross-fold)" if cross_fold else "test split",
                 "whole_lead_mask_prob": config.model.whole_lead_mask_prob,
                 "align": (meta or {}).get("align")}
         if v == "align":

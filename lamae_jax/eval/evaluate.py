@@ -77,8 +77,10 @@ def check_labels(data_dir: str) -> None:
 
 def evaluate_embeddings(embedded: dict, data_dir: str, *, codes: str = "all",
                         fractions: Sequence[float] = (0.01, 0.1, 1.0), seeds: int = 3,
-                        n_boot: int = 200, l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID) -> dict:
-    """The protocol on embeddings already computed (shared by evaluate and compare)."""
+                        n_boot: int = 200, l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID,
+                        cross_fold: bool = False) -> dict:
+    """The protocol on embeddings already computed (shared by evaluate and compare). cross_fold:
+    every fold of the data is the test fold once (protocol.run_cross_fold), all records scored."""
     from lamae_jax.eval import protocol as label_efficiency
     from lamae_jax.data.dataset import PreprocessedECG
 
@@ -96,7 +98,12 @@ def evaluate_embeddings(embedded: dict, data_dir: str, *, codes: str = "all",
         subset = task_columns(data_dir, codes).names  # ValueError naming the tasks on offer
         if not subset:
             raise ValueError(f"{data_dir}/labels.json: label task {codes!r} has no codes")
-    keep, dropped = label_efficiency.select_codes(vocab, labels["train"], labels["test"], subset)
+    if cross_fold:  # one pool: the folds, not the splits, decide who trains, tunes and tests
+        folds = np.concatenate([np.asarray(ds[s].manifest["fold"], np.int64)[rows[s]] for s in SPLITS])
+        y_all = np.concatenate([labels[s] for s in SPLITS])
+        keep, dropped = label_efficiency.select_codes(vocab, y_all, y_all, subset)
+    else:
+        keep, dropped = label_efficiency.select_codes(vocab, labels["train"], labels["test"], subset)
     if not keep:
         reasons = {}
         for why in dropped.values():
@@ -110,8 +117,14 @@ def evaluate_embeddings(embedded: dict, data_dir: str, *, codes: str = "all",
     keep = [keep[i] for i in kept]
     names = [vocab[j] for j in keep]
     emb = {s: embedded[s]["embeddings"][rows[s]] for s in SPLITS}
-    results = label_efficiency.run(emb, {s: labels[s][:, keep] for s in SPLITS}, subjects, names,
-                                   fractions=fractions, seeds=seeds, n_boot=n_boot, l2_grid=l2_grid)
+    if cross_fold:
+        results = label_efficiency.run_cross_fold(
+            np.concatenate([emb[s] for s in SPLITS]), y_all[:, keep],
+            np.concatenate([subjects[s] for s in SPLITS]), folds, names, fractions=fractions,
+            seeds=seeds, n_boot=n_boot, l2_grid=l2_grid, where=str(data_dir))
+    else:
+        results = label_efficiency.run(emb, {s: labels[s][:, keep] for s in SPLITS}, subjects, names,
+                                       fractions=fractions, seeds=seeds, n_boot=n_boot, l2_grid=l2_grid)
     results["excluded_codes"] = dropped
     results["aliases"] = aliases
     return results
@@ -146,7 +159,7 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
                      best: bool = False, codes: str = "all", fractions=(0.01, 0.1, 1.0), seeds: int = 3,
                      n_boot: int = 200, batch_size: int = 64, out_dir: str | None = None,
                      cache_embeddings: bool = True, init: str = "pretrained",
-                     readout: str = "default") -> dict:
+                     readout: str = "default", cross_fold: bool = False) -> dict:
     """Everything the CLI does; returns the results dict (written by process 0 only).
 
     init="random": the control every representation figure needs: the same architecture
@@ -154,7 +167,8 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     written to W/eval-random by default. Embeddings are cached in W/embeddings/ per (step or
     'random', data dir): re-probing with other codes or fractions does not re-embed.
     readout: the probe's features (eval.embed.readout_features): default | mean | concat | latent;
-    written to W/eval[-random] for default, W/eval[-random]-READOUT otherwise."""
+    written to W/eval[-random] for default, W/eval[-random]-READOUT otherwise. cross_fold: every
+    fold of the data is the test fold once (evaluate_embeddings)."""
     import jax
 
     from lamae_jax import models
@@ -201,12 +215,13 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
         embedded = {s: {**e, "embeddings": embedding.readout_features(
             e, PreprocessedECG(data_dir, s).manifest["lead_mask"], readout)} for s, e in embedded.items()}
     results = evaluate_embeddings(embedded, data_dir, codes=codes, fractions=fractions, seeds=seeds,
-                                  n_boot=n_boot)
+                                  n_boot=n_boot, cross_fold=cross_fold)
     results["meta"] = {"workdir": str(workdir), "data_dir": str(data_dir), "step": used_step,
                        "cross_lead": config.model.cross_lead, "size": config.model.size, "codes": codes,
                        "n_boot": n_boot, "seeds": seeds, "fractions": list(fractions),
                        "embedding_dim": int(embedded["test"]["embeddings"].shape[1]),
-                       "num_params": models.param_count(params), "init": init, "readout": readout}
+                       "num_params": models.param_count(params), "init": init, "readout": readout,
+                       "test": "every fold once (cross-fold)" if cross_fold else "test split"}
     default_out = ("eval" if init == "pretrained" else "eval-random") + (
         "" if readout == "default" else f"-{readout}")
     out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir).expanduser() / default_out
@@ -334,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
                          "otherwise), mean (of the present leads' embeddings, every variant), concat (the "
                          "12 lead embeddings; keeps lead identity), latent (latent only), all (each the "
                          "variant has); outputs W/eval-READOUT"),
+    ap.add_argument("--cross-fold", action="store_true",
+                    help="every fold of the data is the test fold once, the fold before it tunes the "
+                         "probe (PTB-XL strat_fold, CPSC folds): all records scored, for small sets")
     ap.add_argument("--control", action="store_true",
                     help="also probe the random-init control and write W/eval/control.{json,md} "
                          "(paired bootstrap differences pretrained - random)")
@@ -345,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     distributed.maybe_initialize()
     kw = dict(data=args.data, step=args.step, best=args.best and not args.latest, codes=args.codes,
               fractions=args.label_fractions, seeds=args.seeds, n_boot=args.bootstrap,
-              batch_size=args.batch_size, cache_embeddings=not args.no_cache)
+              batch_size=args.batch_size, cache_embeddings=not args.no_cache,
+              cross_fold=args.cross_fold)
     try:
         readouts = [args.readout]
         if args.readout == "all":

@@ -8,7 +8,9 @@ split with a subject-level bootstrap. A code with
 no positive among a draw's training records cannot be learnt from it: the probe gives that code a
 constant score (AUROC 0.5, AUPRC = prevalence) and the draw reports it, so that every fraction is
 averaged over the same codes and the few-label settings are not flattered by dropping hard draws.
-Fraction 1.0 uses every subject, so it is fitted once.
+Fraction 1.0 uses every subject, so it is fitted once. `run_cross_fold` is the same protocol
+rotated over the data's folds, for labelled sets whose one test fold is too small to tell
+encoders apart.
 """
 
 from __future__ import annotations
@@ -84,6 +86,29 @@ def val_indices(val_subjects: np.ndarray, fraction: float, seed: int) -> np.ndar
     return subsample_subjects(val_subjects, fraction, VAL_SEED + seed)
 
 
+def _fit_and_score(x_tr, y_tr, x_va, y_va, x_te, code_names, l2_grid, where: str):
+    """One probe: fit on (x_tr, y_tr), choose L2 on (x_va, y_va), score x_te. Codes without a
+    positive in y_tr get a constant score. -> (scores [N_te, V] f32, missing code names, info)."""
+    no_pos = np.flatnonzero(y_tr.sum(axis=0) == 0)
+    missing = [code_names[j] for j in no_pos]
+    if missing:
+        msg = (f"{where}: {len(missing)} of {len(code_names)} code(s) without a positive among "
+               f"{len(y_tr)} training records score as chance (e.g. {missing[:5]})")
+        logging.warning(msg)
+        print(msg, flush=True)
+    fitted, info = probe.fit_probe(x_tr, y_tr, x_va, y_va, l2_grid=l2_grid)
+    scores = np.array(fitted.predict_logits(x_te), dtype=np.float32, copy=True)
+    scores[:, no_pos] = 0.0  # nothing was learnt for these codes: no information, AUROC 0.5
+    return scores, missing, info
+
+
+def _report(r: dict, fraction: float, seed: int, n_train: int) -> None:
+    print(f"fraction {fraction:g} seed {seed}: {n_train} train records, "
+          f"test macro AUROC {r['macro_auroc']:.4f} "
+          f"[{r['macro_auroc_ci'][0]:.4f}, {r['macro_auroc_ci'][1]:.4f}], "
+          f"macro AUPRC {r['macro_auprc']:.4f}", flush=True)
+
+
 def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
         fractions: Sequence[float] = (0.01, 0.1, 1.0), seeds: int = 3, n_boot: int = 200,
         l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID, bootstrap_seed: int = 0) -> dict:
@@ -95,27 +120,17 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
     y_test = labels["test"]
     settings, summary, skipped, replicates = [], {}, [], {}
     for fraction in fractions:
-        full = fraction >= 1.0
-        wanted = 1 if full else seeds
+        wanted = 1 if fraction >= 1.0 else seeds
         done = []
         for seed in range(wanted):  # every draw is scored (codes without a positive at chance)
             idx = subsample_subjects(subjects["train"], fraction, seed)
-            y_tr = labels["train"][idx]
-            no_pos = np.flatnonzero(y_tr.sum(axis=0) == 0)
-            missing = [code_names[j] for j in no_pos]
+            vidx = val_indices(subjects["val"], fraction, seed)
+            scores, missing, info = _fit_and_score(
+                emb["train"][idx], labels["train"][idx], emb["val"][vidx], labels["val"][vidx],
+                emb["test"], code_names, l2_grid, f"fraction {fraction:g} seed {seed}")
             if missing:
-                msg = (f"fraction {fraction:g} seed {seed}: {len(missing)} of {len(code_names)} code(s) "
-                       f"without a positive among {len(idx)} training records score as chance "
-                       f"(e.g. {missing[:5]})")
-                logging.warning(msg)
-                print(msg, flush=True)
                 skipped.append({"fraction": fraction, "seed": seed, "codes_without_positive": missing,
                                 "n_train_records": int(len(idx)), "action": "constant score"})
-            vidx = val_indices(subjects["val"], fraction, seed)
-            fitted, info = probe.fit_probe(emb["train"][idx], y_tr, emb["val"][vidx],
-                                           labels["val"][vidx], l2_grid=l2_grid)
-            scores = np.array(fitted.predict_logits(emb["test"]), dtype=np.float32, copy=True)
-            scores[:, no_pos] = 0.0  # nothing was learnt for these codes: no information, AUROC 0.5
             r = eval_metrics.evaluate_scores(scores, y_test, code_names, groups=subjects["test"],
                                              n_boot=n_boot, seed=bootstrap_seed, return_replicates=True)
             r.update(fraction=fraction, seed=seed, n_train_records=int(len(idx)),
@@ -126,10 +141,7 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
                      val_macro_auroc_by_l2=dict(zip(map(str, info["l2_grid"]), info["val_macro_auroc"])),
                      chosen_l2=dict(zip(code_names, info["chosen_l2"])))
             done.append(r)
-            print(f"fraction {fraction:g} seed {seed}: {len(idx)} train records, "
-                  f"test macro AUROC {r['macro_auroc']:.4f} "
-                  f"[{r['macro_auroc_ci'][0]:.4f}, {r['macro_auroc_ci'][1]:.4f}], "
-                  f"macro AUPRC {r['macro_auprc']:.4f}", flush=True)
+            _report(r, fraction, seed, len(idx))
         summarise_fraction(fraction, done, summary, replicates, settings)
     return {"codes": list(code_names), "n_test_records": int(len(y_test)),
             "n_test_subjects": int(np.unique(subjects["test"]).size),
@@ -137,6 +149,75 @@ def run(emb: dict, labels: dict, subjects: dict, code_names: Sequence[str], *,
             # seed-averaged bootstrap replicates of the macro scores per fraction (numpy, not
             # written to JSON): paired differences between models scored on the same test set
             "replicates": replicates}
+
+
+def fold_rotation(folds: np.ndarray, subjects: np.ndarray, where: str = "data") -> list[tuple[int, int]]:
+    """[(test fold, validation fold)]: every fold is the test fold once, the fold before it (in
+    sorted order, cyclic) tunes the probe, the rest train it. ValueError when records have no fold
+    or a subject straddles folds (its records would leak between training and test)."""
+    folds, subjects = np.asarray(folds), np.asarray(subjects)
+    if folds.size == 0 or (folds < 0).any():
+        raise ValueError(f"{where}: cross-fold evaluation needs a fold for every labelled record "
+                         "(PTB-XL strat_fold, CPSC subject folds, preprocess --folds K)")
+    uniq = np.unique(folds)
+    if uniq.size < 3:
+        raise ValueError(f"{where}: cross-fold evaluation needs >= 3 folds, found {uniq.tolist()}")
+    per_subject = {}
+    for s, f in zip(subjects.tolist(), folds.tolist()):
+        if per_subject.setdefault(s, f) != f:
+            raise ValueError(f"{where}: subject {s} has records in folds {per_subject[s]} and {f}; "
+                             "cross-fold evaluation needs subject-wise folds")
+    return [(int(uniq[i]), int(uniq[i - 1])) for i in range(uniq.size)]
+
+
+def run_cross_fold(emb: np.ndarray, labels: np.ndarray, subjects: np.ndarray, folds: np.ndarray,
+                   code_names: Sequence[str], *, fractions: Sequence[float] = (0.01, 0.1, 1.0),
+                   seeds: int = 3, n_boot: int = 200, l2_grid: Sequence[float] = probe.DEFAULT_L2_GRID,
+                   bootstrap_seed: int = 0, where: str = "data") -> dict:
+    """The protocol with every fold as the test fold once (fold_rotation): a small labelled set
+    (PTB-XL's 500 records, CPSC's 150) is scored on all its records instead of its one test fold,
+    each record by a probe that never saw its subject, tuned on another fold. The out-of-fold
+    scores are pooled into one [N, V] matrix per (fraction, seed) and scored with one subject-level
+    bootstrap, so rows of several encoders pair as in `run`. emb [N, D], labels [N, V], subjects
+    [N], folds [N] over the labelled records of every split."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    rotation = fold_rotation(folds, subjects, where)
+    settings, summary, skipped, replicates = [], {}, [], {}
+    for fraction in fractions:
+        wanted = 1 if fraction >= 1.0 else seeds
+        done = []
+        for seed in range(wanted):
+            scores = np.zeros(labels.shape, np.float32)
+            n_train, missing_any, chosen = [], {}, {}
+            for test_fold, val_fold in rotation:
+                te = np.flatnonzero(folds == test_fold)
+                va_all = np.flatnonzero(folds == val_fold)
+                tr_all = np.flatnonzero((folds != test_fold) & (folds != val_fold))
+                tr = tr_all[subsample_subjects(subjects[tr_all], fraction, seed)]
+                va = va_all[val_indices(subjects[va_all], fraction, seed)]
+                scores[te], missing, info = _fit_and_score(
+                    emb[tr], labels[tr], emb[va], labels[va], emb[te], code_names, l2_grid,
+                    f"fraction {fraction:g} seed {seed} test fold {test_fold}")
+                n_train.append(len(tr))
+                chosen[str(test_fold)] = dict(zip(code_names, info["chosen_l2"]))
+                if missing:
+                    missing_any[str(test_fold)] = missing
+                    skipped.append({"fraction": fraction, "seed": seed, "test_fold": test_fold,
+                                    "codes_without_positive": missing, "n_train_records": len(tr),
+                                    "action": "constant score"})
+            r = eval_metrics.evaluate_scores(scores, labels, code_names, groups=subjects,
+                                             n_boot=n_boot, seed=bootstrap_seed, return_replicates=True)
+            r.update(fraction=fraction, seed=seed, n_train_records=float(np.mean(n_train)),
+                     n_train_records_per_fold=n_train, codes_without_positive=missing_any,
+                     chosen_l2_per_test_fold=chosen)
+            done.append(r)
+            _report(r, fraction, seed, int(np.mean(n_train)))
+        summarise_fraction(fraction, done, summary, replicates, settings)
+    return {"codes": list(code_names), "n_test_records": int(len(labels)),
+            "n_test_subjects": int(np.unique(subjects).size),
+            "protocol": {"cross_fold": [list(t) for t in rotation]},
+            "settings": settings, "summary": summary, "skipped": skipped, "replicates": replicates}
 
 
 def paired_differences(rows: dict, reference: str = "latent") -> dict:

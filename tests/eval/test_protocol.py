@@ -154,3 +154,109 @@ def test_attention_colour_scale_is_anchored_at_uniform():
     peaked = {"all": np.array([0.5] + [0.5 / 11] * 11)}
     dev, vmin, vmax = attention_plots.colour_scale(peaked)
     assert dev == pytest.approx(0.5 - 1 / 12) and vmax == pytest.approx(0.5) and vmin < 0
+
+
+def _pooled(data, n_folds=5):
+    """The fixture's splits as one labelled pool with subject-wise folds."""
+    emb, labels, subjects = data
+    x = np.concatenate([emb[s] for s in ("train", "val", "test")])
+    y = np.concatenate([labels[s] for s in ("train", "val", "test")])[:, :3]
+    subj = np.concatenate([subjects[s] for s in ("train", "val", "test")])
+    folds = subj % n_folds + 1
+    return x, y, subj, folds
+
+
+def test_fold_rotation_tests_every_fold_once_and_refuses_leaky_or_missing_folds():
+    subj = np.arange(40)
+    assert label_efficiency.fold_rotation(subj % 4, subj) == [(0, 3), (1, 0), (2, 1), (3, 2)]
+    with pytest.raises(ValueError, match="needs a fold for every labelled record"):
+        label_efficiency.fold_rotation(np.where(subj == 5, -1, subj % 4), subj, "ptbxl")
+    with pytest.raises(ValueError, match=">= 3 folds"):
+        label_efficiency.fold_rotation(subj % 2, subj)
+    twice = np.concatenate([subj, [7]])
+    with pytest.raises(ValueError, match="subject 7 has records in folds"):
+        label_efficiency.fold_rotation(np.concatenate([subj % 4, [0]]), twice, "ptbxl")
+
+
+def test_cross_fold_scores_every_record_once_by_a_probe_blind_to_its_subject(data, monkeypatch):
+    """Record identity rides in column 0 of the features; a fake probe records which records
+    trained, tuned and were scored in each fold."""
+    x, y, subj, folds = _pooled(data)
+    ids = np.arange(len(x), dtype=np.float32)
+    feats = np.concatenate([ids[:, None], x], axis=1)
+    calls = []
+
+    class Fitted:
+        def predict_logits(self, x_te):
+            calls[-1]["test"] = x_te[:, 0].astype(int)
+            return x_te[:, 1:4]
+
+    def fake_fit(x_tr, y_tr, x_va, y_va, l2_grid):
+        calls.append({"train": x_tr[:, 0].astype(int), "val": x_va[:, 0].astype(int)})
+        return Fitted(), {"chosen_l2": [1.0] * y_tr.shape[1]}
+
+    monkeypatch.setattr(label_efficiency.probe, "fit_probe", fake_fit)
+    res = label_efficiency.run_cross_fold(feats, y, subj, folds, ["a", "b", "c"], fractions=(0.1, 1.0),
+                                          seeds=2, n_boot=5)
+    assert len(calls) == 5 * (2 + 1)  # folds x (2 seeds at 0.1 + 1 at 1.0)
+    for c in calls[-5:]:  # fraction 1.0: every other subject trains or tunes
+        assert not set(subj[c["train"]]) & set(subj[c["test"]])
+        assert len(set(folds[c["val"]])) == 1 and len(set(folds[c["test"]])) == 1
+        assert set(folds[c["val"]]) != set(folds[c["test"]])
+        assert len(c["train"]) + len(c["val"]) + len(c["test"]) == len(x)
+    scored = np.concatenate([c["test"] for c in calls[-5:]])
+    np.testing.assert_array_equal(np.sort(scored), np.arange(len(x)))  # each record exactly once
+    for c in calls[:5]:  # fraction 0.1: a tenth of the training folds' subjects, and of the val fold's
+        tr_subjects = np.unique(subj[(folds != folds[c["test"][0]]) & (folds != folds[c["val"][0]])])
+        assert len(np.unique(subj[c["train"]])) == round(0.1 * len(tr_subjects))
+        assert len(np.unique(subj[c["val"]])) == max(1, round(0.1 * len(np.unique(subj[folds == folds[c["val"][0]]]))))
+    assert res["n_test_records"] == len(x) and res["protocol"]["cross_fold"][0] == [1, 5]
+    assert res["summary"]["1"]["n_seeds"] == 1 and res["summary"]["0.1"]["n_seeds"] == 2
+
+
+def test_cross_fold_has_more_power_than_one_test_fold(data):
+    """The same informative features: cross-fold scores all records, so its CI is narrower than
+    the one test fold's; both are well above chance, and noise features are at chance."""
+    x, y, subj, folds = _pooled(data)
+    cv = label_efficiency.run_cross_fold(x, y, subj, folds, ["a", "b", "c"], fractions=(1.0,), n_boot=100)
+    split = {"train": folds <= 3, "val": folds == 4, "test": folds == 5}
+    one = label_efficiency.run({s: x[m] for s, m in split.items()}, {s: y[m] for s, m in split.items()},
+                               {s: subj[m] for s, m in split.items()}, ["a", "b", "c"],
+                               fractions=(1.0,), n_boot=100)
+    width = lambda r: np.subtract(*r["summary"]["1"]["macro_auroc_ci"][::-1])  # noqa: E731
+    assert cv["summary"]["1"]["macro_auroc"] > 0.9 and one["summary"]["1"]["macro_auroc"] > 0.9
+    assert width(cv) < width(one)
+    noise = np.random.default_rng(3).normal(size=x.shape).astype(np.float32)
+    chance = label_efficiency.run_cross_fold(noise, y, subj, folds, ["a", "b", "c"], fractions=(1.0,), n_boot=20)
+    assert abs(chance["summary"]["1"]["macro_auroc"] - 0.5) < 0.1
+
+
+def test_evaluate_cross_fold_scores_every_labelled_record_and_needs_folds(tmp_path):
+    """evaluate_embeddings(cross_fold=True) pools the splits and lets the manifest's folds decide
+    who trains and tests; data without folds is refused, naming the directory."""
+    from lamae_jax.data.dataset import PreprocessedECG
+    from lamae_jax.eval.evaluate import evaluate_embeddings
+    from tests.helpers.preprocessed import make_records, write_preprocessed
+
+    records = make_records(90, num_samples=100, seed=2)
+    for r in records:
+        r["fold"] = r["subject_id"] % 5 + 1
+    folded = write_preprocessed(tmp_path / "folded", records)
+    plain = write_preprocessed(tmp_path / "plain", make_records(90, num_samples=100, seed=2))
+    rng = np.random.default_rng(0)
+
+    def embedded(pp):
+        out = {}
+        for s in ("train", "val", "test"):
+            y = PreprocessedECG(pp, s).label_matrix()
+            out[s] = {"embeddings": (y + 0.3 * rng.normal(size=y.shape)).astype(np.float32)}
+        return out
+
+    res = evaluate_embeddings(embedded(folded), str(folded), fractions=(1.0,), n_boot=10, cross_fold=True)
+    labelled = sum(int(np.sum(PreprocessedECG(folded, s).labelled)) for s in ("train", "val", "test"))
+    assert res["n_test_records"] == labelled > 50 and len(res["protocol"]["cross_fold"]) == 5
+    assert res["summary"]["1"]["macro_auroc"] > 0.9
+    split_only = evaluate_embeddings(embedded(folded), str(folded), fractions=(1.0,), n_boot=10)
+    assert split_only["n_test_records"] < labelled / 3
+    with pytest.raises(ValueError, match=f"{plain}: cross-fold evaluation needs a fold"):
+        evaluate_embeddings(embedded(plain), str(plain), fractions=(1.0,), n_boot=10, cross_fold=True)

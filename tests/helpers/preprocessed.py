@@ -75,10 +75,11 @@ def write_preprocessed(
                 lead_mask="".join("1" if m else "0" for m in r["lead_mask"]),
                 valid_length=r["valid_length"], qc_flags=r["qc_flags"], codes="|".join(r["codes"]),
                 source=f"files/p{r['subject_id']}/s{r['study_id']}/{r['study_id']}",
+                **({"fold": r["fold"]} if "fold" in r else {}),
             ))
         writer.close()
     with open(out / "manifest.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS + (("fold",) if any("fold" in r for r in records) else ()))
         w.writeheader()
         w.writerows(rows)
     train_counts = {c: sum(c in r["codes"] for r in records if r["split"] == "train") for c in vocabulary}
