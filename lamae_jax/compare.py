@@ -9,6 +9,7 @@ above both packages.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 
 from lamae_jax.eval.compare import VARIANTS  # latent, none, joint, align
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cross-fold", action="store_true",
                     help="probe with every fold of the probed data as the test fold once (PTB-XL, "
                          "CPSC: all records scored instead of one small test fold)")
+    ap.add_argument("--lever", action="append", default=[], metavar="NAME=WORKDIR",
+                    help="a finished run of another setting (e.g. latent with "
+                         "--config.model.time_latents=8), probed beside the variants under the same "
+                         "protocol and paired with latent; repeatable; never trained here")
     ap.add_argument("--name", default="", help="suffix of the outputs (comparison_NAME.md, W/eval_NAME/)")
     ap.add_argument("--no-lead-reconstruction", action="store_true",
                     help="skip the lead-reconstruction evaluation of each variant")
@@ -77,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         ap.error(f"--variants must be a comma list of {VARIANTS}, got {args.variants!r}")
+    levers = {}
+    for spec in args.lever:
+        name, sep, workdir = spec.partition("=")
+        if not sep or not name or not workdir or name in VARIANTS or name in levers:
+            ap.error(f"--lever takes NAME=WORKDIR with a new NAME (not one of {VARIANTS}), got {spec!r}")
+        if not (pathlib.Path(workdir).expanduser() / "config.json").is_file():
+            ap.error(f"--lever {name}: {workdir} has no config.json (train it first with "
+                     "python -m lamae_jax.train)")
+        levers[name] = workdir
     if args.quick:
         given = {o.split("=", 1)[0] for o in overrides}
         overrides = [o for o in ("--config.model.size=tiny",) if o.split("=", 1)[0] not in given] + overrides
@@ -114,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                             eval_data=args.eval_data, name=args.name, meta_config=args.config,
                             lead_recon=not args.no_lead_reconstruction,
                             random_control=not (args.no_random_control or args.quick),
-                            cross_fold=args.cross_fold)
+                            cross_fold=args.cross_fold, levers=levers)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,10 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
         a = meta["align"]
         lines += ["", f"`align`: the `none` MAE plus a contrastive term aligning the leads of one ECG "
                   f"(weight {a['contrastive_weight']:g}, temperature {a['contrastive_temperature']:g})."]
+    for lever, info in (meta.get("levers") or {}).items():
+        changed = ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in info["differs_from_latent"].items())
+        lines += ["", f"Lever `{lever}` ({info['workdir']}, probed, not trained here): latent with "
+                  f"{changed or 'the same settings'}."]
     if diffs:
         lines += ["", "Paired difference in test macro AUROC (same test subjects resampled; a CI "
                   "excluding 0 is a significant difference):", "",
@@ -182,6 +186,27 @@ def per_lead_control_key(config) -> str:
     return h.hexdigest()
 
 
+def _config_differences(reference, other) -> dict:
+    """{key: [reference value, other value]} over model fields and the budget ({} without a
+    reference): what a lever row changed."""
+    if reference is None:
+        return {}
+    ref, oth = reference.to_dict(), other.to_dict()
+    out = {f"model.{k}": [ref["model"].get(k), v] for k, v in oth["model"].items()
+           if ref["model"].get(k) != v}
+    for k in ("total_steps", "batch_size", "seed"):
+        if ref.get(k) != oth.get(k):
+            out[k] = [ref.get(k), oth.get(k)]
+    return out
+
+
+def _run_config(workdir: pathlib.Path):
+    """The config a run in `workdir` trained with, or None when there is no run."""
+    from lamae_jax.train.checkpoints import load_config
+
+    return load_config(str(workdir)) if (workdir / "config.json").is_file() else None
+
+
 def _finished_run(workdir: pathlib.Path) -> dict:
     """data_dir, last val_loss and step of an existing workdir (for --eval-only)."""
     if not (workdir / "config.json").is_file():
@@ -201,11 +226,15 @@ def _finished_run(workdir: pathlib.Path) -> dict:
 def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=(0.01, 0.1, 1.0),
                      codes: str = "all", seeds: int = 3, n_boot: int = 200, eval_data=None,
                      name: str = "", meta_config: str = "", lead_recon: bool = True,
-                     random_control: bool = True, cross_fold: bool = False) -> int:
+                     random_control: bool = True, cross_fold: bool = False,
+                     levers: dict | None = None) -> int:
     """Pretrains (train_fn(config, workdir) -> summary; None: --eval-only) and probes each
     {variant: config} on every readout it has, and (random_control) the same architecture with
     random weights on each readout as the control; writes OUT/comparison[_NAME].{md,json} and the
-    label-efficiency plot. Returns 0, or 3 when a pretraining run was preempted (rerun to resume)."""
+    label-efficiency plot. levers {name: workdir}: finished runs of other settings (a design
+    lever of `latent`, say) probed beside the variants under the same protocol, never trained
+    here; their rows pair with latent's ("latent - NAME (readout)"). Returns 0, or 3 when a
+    pretraining run was preempted (rerun to resume)."""
     import jax
 
     from lamae_jax.eval import evaluate, lead_reconstruction, report as eval_report
@@ -215,11 +244,15 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
     data_dir = data
     rows, leads, meta = {}, {}, None
     probed_controls = {}  # (per_lead_control_key, readout) -> the row that holds those results
-    for v, config in configs.items():
-        if data_dir:
+    from lamae_jax.train.checkpoints import load_config
+
+    runs = [(v, config, out / v, False) for v, config in configs.items()]
+    runs += [(name, load_config(str(w)), pathlib.Path(w).expanduser(), True)
+             for name, w in (levers or {}).items()]
+    for v, config, workdir, is_lever in runs:
+        if data_dir and not is_lever:
             config.data.root = data_dir  # identical data for every variant
-        workdir = out / v
-        if train_fn is None:
+        if train_fn is None or is_lever:
             summary, train_seconds = _finished_run(workdir), None
         else:
             print(f"=== {v}: pretraining {config.total_steps} steps in {workdir}", flush=True)
@@ -270,13 +303,18 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
             leads[v] = lead_reconstruction.evaluate_workdir(
                 str(workdir), data=eval_data or data_dir,
                 out_dir=workdir / (f"lead_reconstruction_{name}" if name else "lead_reconstruction"))
+        if is_lever:
+            meta["levers"] = {**meta.get("levers", {}),
+                              v: {"workdir": str(workdir), "differs_from_latent": _config_differences(
+                                  _run_config(out / "latent"), config)}}
+            continue
         meta = {"config": meta_config, "total_steps": int(summary.get("total_steps", config.total_steps)),
                 "batch_size": int(summary.get("batch_size", config.batch_size)), "data_dir": data_dir,
                 "codes": codes, "seeds": seeds, "fractions": list(fractions), "size": config.model.size,
                 "eval_data_dir": eval_data or data_dir, "checkpoint": "last step",
                 "test": "every fold once (cross-fold)" if cross_fold else "test split",
                 "whole_lead_mask_prob": config.model.whole_lead_mask_prob,
-                "align": (meta or {}).get("align")}
+                "align": (meta or {}).get("align"), "levers": (meta or {}).get("levers", {})}
         if v == "align":
             meta["align"] = {k: config.model[k] for k in
                              ("contrastive_weight", "contrastive_temperature")}

@@ -71,6 +71,11 @@ def test_compare_help_and_bad_override_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--out", "/tmp/unused", f"--config={CONFIG}:smoke", "--config.total_stepz=3"])
     assert e.value.code == 2 and "total_steps" in capsys.readouterr().err
+    for spec, why in (("none=/tmp", "not one of"), ("novel", "NAME=WORKDIR"),
+                      ("novel=/nonexistent/run", "has no config.json")):
+        with pytest.raises(SystemExit) as e:
+            main(["--out", "/tmp/unused", "--eval-only", "--lever", spec])
+        assert e.value.code == 2 and why in capsys.readouterr().err
 
 
 def test_readout_differences_pair_rows_with_the_same_readout():
@@ -180,6 +185,21 @@ def test_compare_with_align_runs_tiny_and_reports_readouts_flops_and_leads(tmp_p
     assert "weight 1, temperature 0.1" in md and "| latent/concat |" in md and "limb_from_I_II" in md
     assert "| latent/concat random init |" in md
     assert "| align/mean random init (= latent/mean random init) |" in md
+    # a finished run of another setting as a lever: probed beside latent, never trained, paired with it
+    lever = [sys.executable, "-m", "lamae_jax.compare", "--out", str(out), f"--config={CONFIG}:smoke",
+             "--variants", "latent", "--eval-only", "--lever", f"twin={out / 'align'}", "--data", str(data),
+             "--label-fractions", "1.0", "--seeds", "1", "--bootstrap", "10", "--name", "lev",
+             "--no-lead-reconstruction", "--config.model.num_samples=500", "--config.data.crop_samples=500"]
+    r = subprocess.run(lever, cwd=REPO_ROOT, env=train_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ": pretraining" not in r.stdout  # eval-only: nothing is trained, the lever neither
+    lev = json.loads((out / "comparison_lev.json").read_text())
+    assert {"twin/mean", "twin/concat", "twin/mean random init"} <= set(lev["variants"])
+    assert lev["variants"]["twin/mean"]["macro_auroc"] == res["variants"]["align/mean"]["macro_auroc"]
+    assert lev["variants"]["twin/mean random init"]["shared_with"] == "latent/mean random init"
+    assert "latent - twin (concat)" in lev["paired_differences"]
+    assert lev["meta"]["levers"]["twin"]["differs_from_latent"] == {"model.cross_lead": ["latent", "align"]}
+    assert "Lever `twin`" in (out / "comparison_lev.md").read_text()
     for v in ("latent", "align"):  # each variant's run: one checkpoint per step, metrics with val EV
         rows = [json.loads(x) for x in (out / v / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows if "loss" in r] == [1, 2]
