@@ -274,12 +274,10 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
             if shared is not None:  # the same random features as an earlier variant's control
                 print(f"=== {v}: the {ro} readout with random weights is {shared}'s (same random "
                       "per-lead encoder): reusing its results", flush=True)
-                if jax.process_index() == 0:
-                    from lamae_jax import models
-                    from lamae_jax.eval.evaluate import random_params
+                if jax.process_index() == 0:  # params: this variant's own (its pretrained row's)
                     rows[row_name(v, ro, init)] = {
                         **rows[shared], "variant": v, "workdir": str(workdir), "shared_with": shared,
-                        "params": models.param_count(random_params(config)), **flops}
+                        "params": rows[row_name(v, ro)]["params"], **flops}
                 continue
             eval_dir = workdir / (f"eval_{name}" if name else "eval") / (
                 ro if init == "pretrained" else f"random-{ro}")
