@@ -85,3 +85,13 @@ def test_eval_imports_only_checkpoints_and_state_from_train():
             assert not bad, f"{name} imports {bad}"
     assert graph["lamae_jax.train.checkpoints"] & {d for d in graph if d.startswith("lamae_jax.train")} \
         == {"lamae_jax.train.state"}
+
+
+def test_evaluation_primitives_do_not_import_the_studies():
+    """eval/ is the layer below the studies (compare, transfer, scaling, lead reconstruction)."""
+    graph = import_graph()
+    assert any(n.startswith("lamae_jax.studies.") for n in graph)
+    for name, deps in graph.items():
+        if name.startswith(("lamae_jax.eval", "lamae_jax.train", "lamae_jax.models", "lamae_jax.data")):
+            bad = {d for d in deps if d.startswith("lamae_jax.studies")}
+            assert not bad, f"{name} imports {bad}"

@@ -193,7 +193,7 @@ def test_transfer_benchmark_on_real_cpsc(workdir, tmp_path, ecg_real):
 
 
 def test_scaling_curve_probes_every_checkpoint_and_random_init(workdir):
-    from lamae_jax.eval.scaling import main as scaling_main
+    from lamae_jax.studies.scaling import main as scaling_main
 
     w, _ = workdir
     assert scaling_main(["--workdir", str(w), "--codes", "all", "--label-fractions", "1.0", "--seeds", "1",

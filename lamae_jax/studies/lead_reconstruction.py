@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m lamae_jax.eval.lead_reconstruction", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m lamae_jax.studies.lead_reconstruction", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the workdir's data)")

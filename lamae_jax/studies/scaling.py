@@ -1,4 +1,4 @@
-"""`python -m lamae_jax.eval.scaling --workdir W`: how the encoder improves with pretraining steps.
+"""`python -m lamae_jax.studies.scaling --workdir W`: how the encoder improves with pretraining steps.
 
 Masked-patch explained variance on validation (from W/metrics.jsonl, every eval step) and the linear
 probe's test macro AUROC at each kept checkpoint, with random init as step 0 (the same architecture
@@ -88,7 +88,7 @@ def plot(ev: list, probes: list, path, title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     from lamae_jax.eval.evaluate import label_fractions
 
-    ap = argparse.ArgumentParser(prog="python -m lamae_jax.eval.scaling", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m lamae_jax.studies.scaling", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--data", default=None)

@@ -64,7 +64,7 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
                         leads: dict | None = None) -> str:
     """rows: name ('variant/readout', or a bare variant) -> {results, val_loss, train_seconds,
     params, gflops...}; diffs from paired_differences; leads: variant -> lead reconstruction."""
-    from lamae_jax.eval import lead_reconstruction
+    from lamae_jax.studies import lead_reconstruction
 
     lines = ["# LAMAE vs baselines at equal budget", "",
              f"Config `{meta['config']}`, {meta['total_steps']} steps of batch {meta['batch_size']} each, "
@@ -237,7 +237,8 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
     pretraining run was preempted (rerun to resume)."""
     import jax
 
-    from lamae_jax.eval import evaluate, lead_reconstruction, report as eval_report
+    from lamae_jax.eval import evaluate, report as eval_report
+    from lamae_jax.studies import lead_reconstruction
     from lamae_jax.eval.embed import readouts_of
 
     out = pathlib.Path(out).expanduser()

@@ -248,7 +248,7 @@ def plot_transfer(rows: list[dict], fractions, path) -> None:
 
 def write_outputs(cells: dict, fractions, out, meta: dict, leads: dict | None = None) -> list[dict]:
     """OUT/transfer.{json,md,png}; `leads`: {model: lead_reconstruction results} on PTB-XL test."""
-    from lamae_jax.eval import lead_reconstruction
+    from lamae_jax.studies import lead_reconstruction
 
     out = pathlib.Path(out)
     diffs = paired_vs_random(cells)

@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lamae_jax.eval import lead_reconstruction as lr
+from lamae_jax.studies import lead_reconstruction as lr
 
 T = 500
 

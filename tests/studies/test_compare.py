@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from absl import flags
 
-from lamae_jax.eval import compare, protocol as label_efficiency
+from lamae_jax.eval import protocol as label_efficiency
+from lamae_jax.studies import compare
 from tests.helpers.train import REPO_ROOT
 
 CONFIG = str(REPO_ROOT / "configs" / "base.py")
@@ -44,9 +45,9 @@ def test_paired_difference_favours_better_embeddings():
 
 
 def test_overrides_are_typed_and_checked():
-    from lamae_jax.compare import variant_configs
+    from lamae_jax.studies.compare_cli import variant_configs
 
-    from lamae_jax.compare import VARIANTS
+    from lamae_jax.studies.compare_cli import VARIANTS
 
     assert VARIANTS == ("latent", "none", "joint", "align")
     c = variant_configs(CONFIG + ":smoke", ["--config.model.num_latents=8", "--config.optim.base_lr=0.01",
@@ -63,7 +64,7 @@ def test_overrides_are_typed_and_checked():
 
 
 def test_compare_help_and_bad_override_exit_2(capsys):
-    from lamae_jax.compare import main
+    from lamae_jax.studies.compare_cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["--help"])
@@ -103,7 +104,7 @@ def test_control_differences_pair_each_row_with_its_own_random_init():
 
 
 def test_compare_codes_must_name_a_task_of_the_probed_data(tmp_path, capsys):
-    from lamae_jax.compare import main
+    from lamae_jax.studies.compare_cli import main
     from tests.helpers.preprocessed import make_records, write_preprocessed
 
     with pytest.raises(SystemExit) as e:  # synthetic pretraining data offers all and salient only
@@ -128,7 +129,7 @@ def test_per_lead_control_key_is_shared_exactly_where_the_random_features_coinci
     serves all three); joint's encoder reads across leads, and another seed or width is another
     encoder."""
     from lamae_jax.config_file import load_config
-    from lamae_jax.eval.compare import per_lead_control_key
+    from lamae_jax.studies.compare import per_lead_control_key
 
     def key(cross_lead, *overrides):
         config = load_config(f"{CONFIG}:smoke", list(overrides))
