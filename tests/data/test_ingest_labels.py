@@ -10,16 +10,7 @@ from lamae_jax.bench.ingest import synthetic_ecg, write_mimic_record, write_wfdb
 from lamae_jax.data.dataset import PreprocessedECG
 from lamae_jax.data.ingest import __main__ as preprocess
 from lamae_jax.data.pipeline import make_eval_batches
-
-
-def _csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _run(argv, capsys):
-    rc = preprocess.main(argv + ["--quiet"])
-    return rc, capsys.readouterr().out.strip().splitlines()
+from tests.helpers.preprocess_cli import read_csv, run_preprocess
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +34,10 @@ def test_csv_labels_and_unlabelled_records(generic_tree, tmp_path, capsys):
         w.writerow(["missing/record", "AF", "", ""])  # no such record: counted
         # rels[4], rels[5]: no row -> unlabelled
     out = tmp_path / "out"
-    rc, lines = _run(["--wfdb-dir", str(root), "--labels", str(labels), "--labels-format", "csv",
+    rc, lines = run_preprocess(["--wfdb-dir", str(root), "--labels", str(labels), "--labels-format", "csv",
                       "--out", str(out), "--min-label-count", "1"], capsys)
     assert rc == 0 and lines[-1].startswith("preprocessed 6 records: 6 written")
-    m = {r["source"]: r for r in _csv(out / "manifest.csv")}
+    m = {r["source"]: r for r in read_csv(out / "manifest.csv")}
     assert [m[r]["labelled"] for r in rels] == ["1", "1", "1", "1", "0", "0"]
     assert m[rels[0]]["codes"] == "AF|LBBB" and m[rels[2]]["codes"] == "" and m[rels[3]]["split"] == "test"
     assert m[rels[0]]["subject_id"] == "10000100"  # from the header when the CSV has none
@@ -84,9 +75,9 @@ def test_mimic_study_missing_from_label_file_is_unlabelled(tmp_path, capsys):
     dropped = rows[2]["study_id"]
     icd.write_text("\n".join(line for line in lines if f",{dropped}," not in line) + "\n")
     out = tmp_path / "out"
-    rc, _ = _run(["--mimic-root", str(root), "--out", str(out), "--labels", str(icd), "--min-label-count", "1"], capsys)
+    rc, _ = run_preprocess(["--mimic-root", str(root), "--out", str(out), "--labels", str(icd), "--min-label-count", "1"], capsys)
     assert rc == 0
-    m = {int(r["study_id"]): r for r in _csv(out / "manifest.csv")}
+    m = {int(r["study_id"]): r for r in read_csv(out / "manifest.csv")}
     assert m[dropped]["labelled"] == "0" and m[dropped]["codes"] == ""
     assert all(r["labelled"] == "1" for s, r in m.items() if s != dropped)
     report = json.loads((out / "report.json").read_text())
@@ -115,13 +106,13 @@ def test_zero_records_written_exits_1(tmp_path, capsys):
 def test_duplicate_signals_across_chunks(ecg_samples, tmp_path, capsys):
     out = tmp_path / "out"
     # E07500..E07509 in chunk 0, E07510.. in chunk 1: byte-identical E07509/E07510 straddle chunks.
-    rc, lines = _run(["--wfdb-dir", str(ecg_samples / "cinc2021-georgia"), "--out", str(out),
+    rc, lines = run_preprocess(["--wfdb-dir", str(ecg_samples / "cinc2021-georgia"), "--out", str(out),
                       "--chunk-size", "10", "--labels-format", "challenge"], capsys)
     assert rc == 0 and lines[-1].startswith("preprocessed 20 records: 19 written, 1 rejected (duplicate_signal: 1)")
-    rejects = _csv(out / "rejects.csv")
+    rejects = read_csv(out / "rejects.csv")
     assert len(rejects) == 1
     r = rejects[0]
     assert (r["record"], r["reason"], r["detail"]) == ("E07510", "duplicate_signal", "same samples as E07509")
     assert r["study_id"] and r["subject_id"]
-    assert "E07510" not in {m["source"] for m in _csv(out / "manifest.csv")}
+    assert "E07510" not in {m["source"] for m in read_csv(out / "manifest.csv")}
     assert json.loads((out / "report.json").read_text())["duplicate_signals"] == 1

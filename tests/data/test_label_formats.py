@@ -15,6 +15,7 @@ from lamae_jax.data.ingest import __main__ as preprocess
 from lamae_jax.data.labels import kfold_of, split_of_kfold
 from lamae_jax.data.tasks import task_columns
 from lamae_jax.data.wfdb_io import read_header
+from tests.helpers.preprocess_cli import read_csv, run_preprocess
 
 # Hand-computed from ptbxl_database.csv + scp_statements.csv (keys regardless of likelihood).
 PTBXL_SUPERCLASSES = {
@@ -24,16 +25,6 @@ PTBXL_SUPERCLASSES = {
     45: {"CD", "HYP"},  # IRBBB (CD), RAO/RAE 50 and RVH 35 (HYP), SR
     77: {"CD", "MI"},  # AMI 50 (MI), IRBBB (CD), SR
 }
-
-
-def _csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _run(argv, capsys):
-    rc = preprocess.main(argv + ["--quiet"])
-    return rc, capsys.readouterr().out.strip().splitlines()
 
 
 def test_ptbxl_superclasses_of_real_ecg_ids(ecg_real):
@@ -123,7 +114,7 @@ def ptbxl_subset(ecg_real, tmp_path_factory):
     """ptbxl_database.csv cut to 3 ECGs per strat_fold (30), with scp_statements.csv beside it."""
     src = ecg_real / "ptb-xl"
     d = tmp_path_factory.mktemp("ptbxl")
-    rows = _csv(src / "ptbxl_database.csv")
+    rows = read_csv(src / "ptbxl_database.csv")
     keep = [r for f in range(1, 11) for r in [r for r in rows if r["strat_fold"] == str(f)][:3]]
     keep += [r for r in rows if int(r["ecg_id"]) in PTBXL_SUPERCLASSES and r not in keep]
     with open(d / "ptbxl_database.csv", "w", newline="") as f:
@@ -137,12 +128,12 @@ def ptbxl_subset(ecg_real, tmp_path_factory):
 def test_ptbxl_end_to_end(ptbxl_subset, tmp_path, capsys):
     root, db, keep = ptbxl_subset
     out = tmp_path / "out"
-    rc, lines = _run(["--wfdb-dir", str(root), "--labels", str(db), "--labels-format", "ptbxl",
+    rc, lines = run_preprocess(["--wfdb-dir", str(root), "--labels", str(db), "--labels-format", "ptbxl",
                       "--out", str(out), "--chunk-size", "16"], capsys)
     n = len(keep)
     assert rc == 0 and lines[-1].startswith(f"preprocessed {n} records: {n} written, 0 rejected")
     assert any(line.startswith("warning: split val has") and "--folds" in line for line in lines)
-    manifest = _csv(out / "manifest.csv")
+    manifest = read_csv(out / "manifest.csv")
     by_id = {int(m["study_id"]): m for m in manifest}
     assert set(by_id) == {int(r["ecg_id"]) for r in keep}
     for r in keep:
@@ -172,18 +163,18 @@ def test_ptbxl_end_to_end(ptbxl_subset, tmp_path, capsys):
 
 def test_ptbxl_100hz_records(ptbxl_subset, tmp_path, capsys):
     root, db, keep = ptbxl_subset
-    rc, _ = _run(["--wfdb-dir", str(root), "--labels", str(db), "--labels-format", "ptbxl", "--ptbxl-rate", "100",
+    rc, _ = run_preprocess(["--wfdb-dir", str(root), "--labels", str(db), "--labels-format", "ptbxl", "--ptbxl-rate", "100",
                   "--out", str(tmp_path / "o")], capsys)
     assert rc == 0
-    assert {m["source"] for m in _csv(tmp_path / "o" / "manifest.csv")} == {r["filename_lr"] for r in keep}
+    assert {m["source"] for m in read_csv(tmp_path / "o" / "manifest.csv")} == {r["filename_lr"] for r in keep}
 
 
 def test_challenge_format_end_to_end(ecg_samples, tmp_path, capsys):
     out = tmp_path / "out"
-    rc, lines = _run(["--wfdb-dir", str(ecg_samples / "cinc2020-cpsc2018"), "--labels-format", "challenge",
+    rc, lines = run_preprocess(["--wfdb-dir", str(ecg_samples / "cinc2020-cpsc2018"), "--labels-format", "challenge",
                       "--out", str(out), "--folds", "4"], capsys)
     assert rc == 0 and lines[-1].startswith("preprocessed 12 records: 12 written")
-    manifest = {m["source"]: m for m in _csv(out / "manifest.csv")}
+    manifest = {m["source"]: m for m in read_csv(out / "manifest.csv")}
     assert manifest["A0001"]["codes"] == "713427006" and manifest["A0001"]["labelled"] == "1"
     for m in manifest.values():
         fold = int(m["fold"])

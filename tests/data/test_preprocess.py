@@ -17,13 +17,9 @@ from lamae_jax.data import record_format
 from lamae_jax.data.ingest import IngestConfig, run_ingest
 from lamae_jax.bench.ingest import write_mimic_record, write_wfdb_tree
 from lamae_jax.data.signal import QC_LEAD_FLAT, QC_NAN_INTERPOLATED, PreprocessParams, preprocess_signal
+from tests.helpers.preprocess_cli import read_csv, run_preprocess
 
 OUTPUTS = ("manifest.csv", "labels.json", "report.json", "rejects.csv", "preprocess_config.json")
-
-
-def _csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _records(out, shard):
@@ -32,11 +28,6 @@ def _records(out, shard):
         return [record_format.deserialize(b) for b in r.read_all()]
     finally:
         r.close()
-
-
-def _run(argv, capsys):
-    rc = preprocess.main(argv + ["--quiet"])
-    return rc, capsys.readouterr().out.strip().splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +40,17 @@ def tree(tmp_path_factory):
 def test_tree_end_to_end(tree, tmp_path, capsys):
     root, rows = tree
     out = tmp_path / "out"
-    rc, lines = _run(["--mimic-root", str(root), "--out", str(out), "--labels",
+    rc, lines = run_preprocess(["--mimic-root", str(root), "--out", str(out), "--labels",
                       str(root / "records_w_diag_icd10.csv"), "--chunk-size", "7", "--min-label-count", "2"], capsys)
     assert rc == 0 and lines[-1].startswith("preprocessed 24 records: 24 written, 0 rejected in ")
-    manifest = _csv(out / "manifest.csv")
+    manifest = read_csv(out / "manifest.csv")
     assert [int(m["study_id"]) for m in manifest] == [r["study_id"] for r in rows]  # input order
     assert sorted(os.listdir(out / "shards")) == [f"chunk-{i:05d}.array_record" for i in range(4)]
     report = json.loads((out / "report.json").read_text())
     assert report["total"] == 24 and report["written"] == 24 and report["rejected"] == {}
     assert PreprocessParams.from_dict(json.loads((out / "preprocess_config.json").read_text())) == PreprocessParams()
-    folds = {int(r["study_id"]): int(r["fold"]) for r in _csv(root / "records_w_diag_icd10.csv")}
-    label_codes = {int(r["study_id"]): r["all_diag_all"] for r in _csv(root / "records_w_diag_icd10.csv")}
+    folds = {int(r["study_id"]): int(r["fold"]) for r in read_csv(root / "records_w_diag_icd10.csv")}
+    label_codes = {int(r["study_id"]): r["all_diag_all"] for r in read_csv(root / "records_w_diag_icd10.csv")}
     subject_split = {}
     for m in manifest:
         fold = folds[int(m["study_id"])]
@@ -136,15 +127,15 @@ def test_damaged_inputs_each_rejected_with_a_reason(tmp_path, capsys):
     root = tmp_path / "bad"
     expected = _damaged_tree(root)
     out = tmp_path / "out"
-    rc, lines = _run(["--mimic-root", str(root), "--out", str(out), "--chunk-size", "4"], capsys)
+    rc, lines = run_preprocess(["--mimic-root", str(root), "--out", str(out), "--chunk-size", "4"], capsys)
     assert rc == 0
-    rejects = _csv(out / "rejects.csv")
+    rejects = read_csv(out / "rejects.csv")
     got = [(r["record"], r["reason"]) for r in rejects]
     want = [(k, v) for k, v in expected.items() if v] + [
         (next(iter(expected)), "duplicate_study_id"), ("../../etc/passwd", "path_outside_root"),
         ("files/p1000/p10000007/s50000014/50000014", "missing_header"), ("files/x", "bad_row")]
     assert got == want
-    manifest = _csv(out / "manifest.csv")
+    manifest = read_csv(out / "manifest.csv")
     assert [m["source"] for m in manifest] == [k for k, v in expected.items() if v is None]
     assert int(manifest[1]["qc_flags"]) & QC_NAN_INTERPOLATED and manifest[1]["lead_mask"] == "1" * 12
     report = json.loads((out / "report.json").read_text())
@@ -155,9 +146,9 @@ def test_damaged_inputs_each_rejected_with_a_reason(tmp_path, capsys):
 
 def test_derived_mimic_fixture(ecg_samples, tmp_path, capsys):
     out = tmp_path / "out"
-    rc, lines = _run(["--mimic-root", str(ecg_samples / "DERIVED-mimic-layout-fixture"), "--out", str(out)], capsys)
+    rc, lines = run_preprocess(["--mimic-root", str(ecg_samples / "DERIVED-mimic-layout-fixture"), "--out", str(out)], capsys)
     assert rc == 0 and lines[-1].startswith("preprocessed 2 records: 2 written, 0 rejected")
-    m = {r["study_id"]: r for r in _csv(out / "manifest.csv")}
+    m = {r["study_id"]: r for r in read_csv(out / "manifest.csv")}
     assert m["99999999"]["lead_mask"] == "1" * 12 and m["99999999"]["qc_flags"] == "0"
     # 99999998: NaN run in V3 interpolated (V3 kept), flat V2/V4/V6 masked.
     assert m["99999998"]["lead_mask"] == "111111101010"
@@ -170,12 +161,12 @@ def test_derived_mimic_fixture(ecg_samples, tmp_path, capsys):
 
 def test_generic_mode_on_real_records(ecg_samples, tmp_path, capsys):
     out = tmp_path / "out"
-    rc, lines = _run(["--wfdb-dir", str(ecg_samples), "--out", str(out), "--chunk-size", "32"], capsys)
+    rc, lines = run_preprocess(["--wfdb-dir", str(ecg_samples), "--out", str(out), "--chunk-size", "32"], capsys)
     assert rc == 0
-    info = _csv(ecg_samples / "records.csv")
+    info = read_csv(ecg_samples / "records.csv")
     twelve_500 = {r["record"] for r in info if r["status"] == "OK" and r["n_sig"] == "12" and r["fs"] == "500"}
     assert len(twelve_500) == 66  # 64 real + the 2 derived MIMIC-layout records
-    manifest = {m["source"]: m for m in _csv(out / "manifest.csv")}
+    manifest = {m["source"]: m for m in read_csv(out / "manifest.csv")}
     assert twelve_500 - set(manifest) == {"cinc2021-georgia/E07510"}  # byte-identical twin of E07509
     assert manifest["ptbdb/s0010_re"]["lead_mask"] == "1" * 12  # 15 leads: vx, vy, vz ignored
     assert int(manifest["ptbdb/s0010_re"]["qc_flags"]) & 32  # 38.4 s cropped to 10 s
@@ -184,7 +175,7 @@ def test_generic_mode_on_real_records(ecg_samples, tmp_path, capsys):
         assert manifest[longer]["valid_length"] == "2500" and int(manifest[longer]["qc_flags"]) & 32
     assert manifest["cinc2021-ningbo/JS20004"]["lead_mask"] == "111111101010"
     assert len(manifest) == 67
-    rejects = {r["record"]: r["reason"] for r in _csv(out / "rejects.csv")}
+    rejects = {r["record"]: r["reason"] for r in read_csv(out / "rejects.csv")}
     assert rejects == {
         "cinc2021-georgia/E07510": "duplicate_signal",
         "cinc2020-ptb/S0001": "no_valid_leads",  # header gain 2000000/mV: every lead ~1 uV, flat
@@ -272,9 +263,9 @@ def test_synthetic_mimic_tree_manifest_equals_records_minus_rejects(tmp_path):
     out = tmp_path / "out"
     report = run_ingest(IngestConfig(out=str(out), mimic_root=str(root), labels=str(root / ICD_FILE),
                                      chunk_size=16, min_label_count=1), progress=False)
-    records = [r["path"] for r in _csv(root / "record_list.csv")]
-    rejected = {r["record"] for r in _csv(out / "rejects.csv")}
-    manifest = _csv(out / "manifest.csv")
+    records = [r["path"] for r in read_csv(root / "record_list.csv")]
+    rejected = {r["record"] for r in read_csv(out / "rejects.csv")}
+    manifest = read_csv(out / "manifest.csv")
     assert [m["source"] for m in manifest] == [p for p in records if p not in rejected]
     assert report["total"] == 48 and report["written"] == len(manifest) == 48 - len(rejected)
     splits = {}
@@ -306,6 +297,6 @@ def test_progress_reports_rate_and_eta():
 def test_rerun_with_other_settings_is_refused(tree, tmp_path, capsys):
     root, _ = tree
     out = str(tmp_path / "o")
-    assert _run(["--mimic-root", str(root), "--out", out, "--chunk-size", "50"], capsys)[0] == 0
+    assert run_preprocess(["--mimic-root", str(root), "--out", out, "--chunk-size", "50"], capsys)[0] == 0
     rc = preprocess.main(["--mimic-root", str(root), "--out", out, "--chunk-size", "50", "--band", "1,30", "--quiet"])
     assert rc == 2 and "different settings (params)" in capsys.readouterr().err
