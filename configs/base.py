@@ -67,7 +67,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.num_workers = 0  # Grain worker processes per host
     c.data.crop_samples = 2500
     c.data.amplitude_jitter = 0.1  # relative gain augmentation, 0 disables
+    # "record": one gain per record, keeps III = II - I and aVR/aVL/aVF | "lead": one gain per lead
+    c.data.amplitude_jitter_mode = "record"
     c.data.noise_std_mv = 0.01
+    # "derived": III/aVR/aVL/aVF noise from I's and II's (lead physics kept) | "lead": independent
+    c.data.noise_mode = "derived"
     c.data.shuffle_seed = 0
 
     c.optim = ml_collections.ConfigDict()

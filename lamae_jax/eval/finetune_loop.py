@@ -136,7 +136,10 @@ def make_optimizer(params: dict, *, lr: float, total_steps: int, warmup_steps: i
 
 
 def macro_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Mean AUROC over the codes with both classes (NaN when there is none)."""
+    """Mean AUROC over the codes with both classes (NaN when there is none, or when a score is
+    not finite: a diverged model's ranks mean nothing)."""
+    if not np.all(np.isfinite(scores)):
+        return float("nan")
     vals = [eval_metrics.auroc(scores[:, j], labels[:, j]) for j in range(labels.shape[1])]
     vals = [v for v in vals if np.isfinite(v)]
     return float(np.mean(vals)) if vals else float("nan")
@@ -206,7 +209,10 @@ def fit(runner: Runner, train_step: Callable, opt_init: Callable, params0: dict,
         seed: int, log_every: int = 20, tag: str = "") -> tuple[dict, dict]:
     """Train from params0 (host tree) for total_steps (epochs of shuffled batches, the last one
     padded), score val after every epoch, keep the parameters of the best val macro AUROC and
-    stop after `patience` epochs without improvement. Returns (best params on host, info)."""
+    stop after `patience` epochs without improvement. A NaN val AUROC (no code with both classes,
+    non-finite logits) is never the best: it counts as no improvement once a finite epoch exists;
+    with no finite epoch at all the last parameters are kept (info['selected'] says which).
+    Returns (best params on host, info)."""
     rng = np.random.default_rng(seed)
     n = len(y_train)
     bs = runner.batch_size
@@ -237,19 +243,21 @@ def fit(runner: Runner, train_step: Callable, opt_init: Callable, params0: dict,
                         "val_macro_auroc": val_auc})
         print(f"{tag} epoch {epoch}: train loss {np.mean(losses):.4f}, val macro AUROC {val_auc:.4f}, "
               f"{_hms(time.time() - t0)} elapsed", flush=True)
-        if not np.isfinite(val_auc) or val_auc > best_auc:
-            best_auc = val_auc if np.isfinite(val_auc) else best_auc
+        if np.isfinite(val_auc) and val_auc > best_auc:  # a NaN epoch is never the best one
+            best_auc = val_auc
             best_params, best_step, best_epoch, since_best = jax.device_get(params), step, epoch, 0
-        else:
+        elif np.isfinite(best_auc):  # NaN epochs before any finite one have nothing to lose to
             since_best += 1
             if patience and since_best >= patience and step < total_steps:
                 print(f"{tag} early stop: no val improvement for {patience} epoch(s); best epoch "
                       f"{best_epoch}", flush=True)
                 stopped_early = True
                 break
-    if best_params is None:  # total_steps == 0
-        best_params = jax.device_get(params)
-    info = {"history": history, "best_epoch": best_epoch, "best_step": best_step,
+    selected = "best validation epoch"
+    if best_params is None:  # total_steps == 0, or no epoch had a finite val macro AUROC
+        best_params, best_step, best_epoch = jax.device_get(params), step, epoch
+        selected = "last epoch (no finite validation macro AUROC)"
+    info = {"history": history, "best_epoch": best_epoch, "best_step": best_step, "selected": selected,
             "val_macro_auroc": float(best_auc) if np.isfinite(best_auc) else None,
             "steps": step, "epochs": epoch, "stopped_early": stopped_early,
             "steps_per_epoch": steps_per_epoch, "train_seconds": time.time() - t0,

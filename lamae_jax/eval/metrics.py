@@ -71,6 +71,21 @@ def bootstrap_weights(n_boot: int, n: int, groups: np.ndarray | None = None,
     return counts[:, inverse].astype(np.float64)
 
 
+def fingerprint(*arrays) -> str:
+    """Short content hash of arrays (dtype, shape and values): tells two test sets or two sets of
+    bootstrap resamples apart when results of several models are paired."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            a = np.array([str(v) for v in a.ravel()], dtype=np.str_).reshape(a.shape)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _row_nanmean(x: np.ndarray) -> np.ndarray:
     """Mean of the finite entries of each row (NaN for a row with none), without warnings."""
     finite = np.isfinite(x)
@@ -86,10 +101,11 @@ MIN_RELIABLE_POSITIVES = 5
 def _ci(values: np.ndarray, point: float) -> list[float]:
     """Bias-corrected percentile 95 % interval of bootstrap `values` around `point`.
 
-    The plain percentile interval of a skewed statistic (AUPRC of a rare code) can miss its own
-    point estimate (0.154 [0.154, 0.253] was seen): the bias correction shifts the percentiles by
-    z0 = Phi^-1(share of replicates below the point), and the interval is widened to include the
-    point when the replicates lie all on one side of it."""
+    The bias correction shifts the percentiles by z0 = Phi^-1(share of replicates below the
+    point), which a skewed statistic (AUPRC of a rare code) needs; when the replicates lie all on
+    one side of the point there is no z0 and the plain percentiles are used. The interval is
+    what the percentiles say: it is not widened to contain the point, so an interval that misses
+    its point (a few positives, a skewed bootstrap) is shown as such instead of hidden."""
     from statistics import NormalDist
 
     finite = values[np.isfinite(values)]
@@ -103,7 +119,7 @@ def _ci(values: np.ndarray, point: float) -> list[float]:
     else:
         q = [0.025, 0.975]
     lo, hi = np.percentile(finite, [100 * q[0], 100 * q[1]])
-    return [float(min(lo, point)), float(max(hi, point))]
+    return [float(lo), float(hi)]
 
 
 def evaluate_scores(scores: np.ndarray, labels: np.ndarray, code_names: Sequence[str],
@@ -147,7 +163,10 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, code_names: Sequence
     excluded = [name for j, name in enumerate(code_names) if not included[j]]
     out = {"per_code": per_code, "excluded": excluded, "n_codes": int(included.sum()),
            "n_records": int(n), "n_boot": int(n_boot),
-           "bootstrap_unit": "record" if groups is None else "subject"}
+           "bootstrap_unit": "record" if groups is None else "subject",
+           # which records (labels, subjects) and which resamples: paired_differences checks them
+           "records_id": fingerprint(labels > 0.5, np.zeros(0) if groups is None else groups),
+           "bootstrap_id": fingerprint(boot.astype(np.int32))}
     if included.any():
         macro_au = _row_nanmean(au[1:, included])
         macro_ap = _row_nanmean(ap[1:, included])
@@ -175,6 +194,12 @@ def summarise_seeds(results: Sequence[dict]) -> dict:
     if any(r["replicates"]["codes"] != codes for r in results):
         raise ValueError("results cover different codes: were they scored on the same test set?")
     out: dict = {"n_seeds": len(results), "per_code": {}}
+    for field, what in (("records_id", "records"), ("bootstrap_id", "bootstrap resamples")):
+        ids = {r.get(field) for r in results}
+        if len(ids) > 1:
+            raise ValueError(f"results were scored on different {what} ({field} {sorted(map(str, ids))}): "
+                             f"seeds can only be averaged on the same test set and bootstrap")
+        out[field] = ids.pop()
     for metric in ("auroc", "auprc"):
         points = np.array([r[f"macro_{metric}"] for r in results])
         reps = np.stack([r["replicates"][f"macro_{metric}"] for r in results], axis=1)

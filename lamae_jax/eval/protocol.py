@@ -222,9 +222,11 @@ def run_cross_fold(emb: np.ndarray, labels: np.ndarray, subjects: np.ndarray, fo
 
 def paired_differences(rows: dict, reference: str = "latent") -> dict:
     """reference minus each other variant, per fraction: the point difference of macro AUROC and
-    AUPRC and a 95 % CI from the shared bootstrap replicates (same test subjects resampled)."""
-    import numpy as np
+    AUPRC and a 95 % CI from the shared bootstrap replicates (same test subjects resampled).
 
+    A paired difference only means something when both sides scored the same codes on the same
+    records with the same bootstrap resamples: ValueError naming what differs otherwise (results
+    written before records_id / bootstrap_id existed are compared on what they have)."""
     if reference not in rows:
         return {}
     out = {}
@@ -232,18 +234,57 @@ def paired_differences(rows: dict, reference: str = "latent") -> dict:
     for v, r in rows.items():
         if v == reference:
             continue
+        other = r["results"]
+        check_pairable(ref, other, f"paired_differences {reference!r} vs {v!r}")
         for key, s_ref in ref["summary"].items():
-            s_other = r["results"]["summary"].get(key, {})
+            s_other = other["summary"].get(key, {})
             if not (s_ref.get("n_seeds") and s_other.get("n_seeds")):
                 continue
             entry = {}
             for m in ("auroc", "auprc"):
-                diff = ref["replicates"][key][m] - r["results"]["replicates"][key][m]
+                diff = ref["replicates"][key][m] - other["replicates"][key][m]
                 diff = diff[np.isfinite(diff)]
                 ci = np.percentile(diff, [2.5, 97.5]).tolist() if diff.size else [None, None]
                 entry[m] = {"diff": s_ref[f"macro_{m}"] - s_other[f"macro_{m}"], "ci": ci}
             out.setdefault(f"{reference} - {v}", {})[key] = entry
     return out
+
+
+def check_pairable(a: dict, b: dict, where: str) -> None:
+    """ValueError unless results `a` and `b` share codes, test records and bootstrap replicates
+    in every label fraction both have."""
+    def differs(what, x, y):
+        raise ValueError(f"{where}: the two sides differ in {what}: {x!r} vs {y!r}; a paired "
+                         f"difference needs the same codes, test records and bootstrap resamples "
+                         f"(same test split, --bootstrap and bootstrap seed)")
+
+    codes_a, codes_b = list(a.get("codes", [])), list(b.get("codes", []))
+    if codes_a != codes_b:
+        only_a, only_b = sorted(set(codes_a) - set(codes_b)), sorted(set(codes_b) - set(codes_a))
+        if only_a or only_b:
+            differs("codes (those only on one side)", only_a, only_b)
+        differs("the order of the codes", codes_a, codes_b)
+    for field in ("n_test_records", "n_test_subjects"):
+        if a.get(field) != b.get(field):
+            differs(f"records ({field})", a.get(field), b.get(field))
+    for key, s_a in a.get("summary", {}).items():
+        s_b = b.get("summary", {}).get(key, {})
+        if not (s_a.get("n_seeds") and s_b.get("n_seeds")):
+            continue
+        if sorted(s_a.get("per_code", {})) != sorted(s_b.get("per_code", {})):
+            differs(f"codes scored at fraction {key}", sorted(s_a.get("per_code", {})),
+                    sorted(s_b.get("per_code", {})))
+        for field, what in (("records_id", "records"), ("bootstrap_id", "bootstrap replicates")):
+            if (field in s_a or field in s_b) and s_a.get(field) != s_b.get(field):
+                differs(f"{what} at fraction {key} ({field})", s_a.get(field), s_b.get(field))
+        reps_a, reps_b = a.get("replicates", {}).get(key), b.get("replicates", {}).get(key)
+        if reps_a is None or reps_b is None:
+            differs(f"bootstrap replicates at fraction {key} (present)", reps_a is not None,
+                    reps_b is not None)
+        for m in ("auroc", "auprc"):
+            if np.shape(reps_a[m]) != np.shape(reps_b[m]):
+                differs(f"bootstrap replicates at fraction {key} ({m} shape)", np.shape(reps_a[m]),
+                        np.shape(reps_b[m]))
 
 
 def summarise_fraction(fraction: float, done: list, summary: dict, replicates: dict,

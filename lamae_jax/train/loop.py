@@ -114,6 +114,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         problems.append(f"config.data.amplitude_jitter={config.data.amplitude_jitter} must be in [0, 1)")
     if config.data.noise_std_mv < 0:
         problems.append(f"config.data.noise_std_mv={config.data.noise_std_mv} must be >= 0")
+    for field, modes in (("amplitude_jitter_mode", augment.JITTER_MODES), ("noise_mode", augment.NOISE_MODES)):
+        if config.data[field] not in modes:
+            problems.append(f"config.data.{field}={config.data[field]!r} is unknown: use "
+                            f"--config.data.{field}=one of {', '.join(modes)}")
     for name in ("log_every", "eval_every"):
         if config[name] <= 0:
             problems.append(f"config.{name}={config[name]} must be > 0")
@@ -179,7 +183,9 @@ def make_train_step(config, model, tx, schedule):
         # Loader batches are stored int16 crops: decode and augment here, on the device.
         aug_key = jax.random.fold_in(jax.random.fold_in(state.rng, 3), state.step)
         signal = augment.augment(batch, aug_key, amplitude_jitter=config.data.amplitude_jitter,
-                                 noise_std_mv=config.data.noise_std_mv)
+                                 noise_std_mv=config.data.noise_std_mv,
+                                 jitter_mode=config.data.amplitude_jitter_mode,
+                                 noise_mode=config.data.noise_mode)
 
         def objective(params):
             recon, aux = model.apply({"params": params}, signal, batch["lead_mask"],

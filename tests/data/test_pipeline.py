@@ -121,7 +121,7 @@ def test_augmentation_on_device(data_dir):
     gain_only = np.asarray(augment(batch, jax.random.key(4), amplitude_jitter=0.1))
     x, y = plain[present], gain_only[present]
     energy = (x * x).sum(axis=1)
-    lead_gain = (x * y).sum(axis=1)[energy > 0] / energy[energy > 0]  # one gain per lead
+    lead_gain = (x * y).sum(axis=1)[energy > 0] / energy[energy > 0]  # per lead (alike in a record)
     np.testing.assert_allclose(y, x * ((x * y).sum(axis=1) / np.maximum(energy, 1e-12))[:, None], atol=1e-5)
     assert lead_gain.min() >= 0.9 - 1e-6 and lead_gain.max() <= 1.1 + 1e-6 and lead_gain.std() > 0.03
     with pytest.raises(ValueError, match="amplitude_jitter"):

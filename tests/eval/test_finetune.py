@@ -172,3 +172,46 @@ def test_head_lr_mult_scales_only_the_head_update():
     assert sizes[10.0]["head"] == pytest.approx(10 * sizes[1.0]["head"], rel=1e-4)
     assert sizes[10.0]["norm"] == pytest.approx(sizes[1.0]["norm"]) == pytest.approx(sizes[1.0]["head"], rel=1e-4)
     assert sizes[1.0]["tok"] == pytest.approx(0.25 * sizes[1.0]["norm"], rel=1e-4)
+
+
+class _CountingRunner:
+    """Stands in for finetune_loop.Runner: one step per epoch adds 1 to params['w'], and the
+    validation 'logits' are that count, so the patched metric can look the epoch up."""
+    batch_size = 4
+
+    def place(self, tree):
+        return tree
+
+    def batch(self, data, idx, labels=None):
+        return {"n": len(idx)}
+
+    def predict_split(self, params, data):
+        return np.full((len(data["signal"]), 1), float(params["w"]))
+
+
+@pytest.mark.parametrize("schedule, best_epoch, epochs, selected", [
+    # NaN first (no code with both classes yet), a best at epoch 4, NaN epochs after it count as no
+    # improvement: patience 3 stops after epoch 7 and epoch 4's parameters come back
+    ([np.nan, np.nan, 0.6, 0.8, np.nan, 0.7, np.nan, 0.9, 0.95, 0.99], 4, 7, "best validation epoch"),
+    ([np.nan] * 5, 5, 5, "last epoch (no finite validation macro AUROC)"),  # no signal: train to the end
+])
+def test_early_stopping_never_picks_a_nan_epoch(monkeypatch, schedule, best_epoch, epochs, selected):
+    monkeypatch.setattr(finetune_loop, "macro_auroc", lambda scores, y: schedule[int(scores[0, 0]) - 1])
+    step = lambda p, o, b: ({"w": p["w"] + 1}, o, 0.5)  # noqa: E731
+    data = {"signal": np.zeros((4, 1, 1))}
+    best, info = finetune_loop.fit(_CountingRunner(), step, lambda p: None, {"w": np.int64(0)}, data,
+                                   np.zeros((4, 1)), data, np.zeros((4, 1)), total_steps=len(schedule),
+                                   patience=3, seed=0, log_every=0)
+    assert (info["best_epoch"], info["epochs"], info["selected"]) == (best_epoch, epochs, selected)
+    assert int(best["w"]) == best_epoch  # the parameters of that epoch
+    want = schedule[best_epoch - 1]
+    assert info["val_macro_auroc"] == (None if np.isnan(want) else want)
+
+
+def test_val_macro_auroc_is_nan_without_both_classes_or_with_nonfinite_scores():
+    y = np.array([[1, 1], [0, 1], [1, 1], [0, 1]], np.float32)
+    s = np.array([[0.9, 0.1], [0.1, 0.2], [0.8, 0.3], [0.2, 0.4]])
+    assert finetune_loop.macro_auroc(s, y) == pytest.approx(1.0)  # code 2 (one class) left out
+    assert np.isnan(finetune_loop.macro_auroc(s, np.ones_like(y)))
+    s[0, 1] = np.nan  # a diverged head: no ranking to trust
+    assert np.isnan(finetune_loop.macro_auroc(s, y))

@@ -260,3 +260,60 @@ def test_evaluate_cross_fold_scores_every_labelled_record_and_needs_folds(tmp_pa
     assert split_only["n_test_records"] < labelled / 3
     with pytest.raises(ValueError, match=f"{plain}: cross-fold evaluation needs a fold"):
         evaluate_embeddings(embedded(plain), str(plain), fractions=(1.0,), n_boot=10, cross_fold=True)
+
+
+def _scored_row(noise, *, labels, subjects, codes=("a", "b"), seed=0, n_boot=60):
+    """A results row as the protocol writes it (one fraction, one draw), from noisy labels."""
+    scores = labels + noise * np.random.default_rng(7).normal(size=labels.shape)
+    r = eval_metrics.evaluate_scores(scores, labels, list(codes), groups=subjects, n_boot=n_boot,
+                                     seed=seed, return_replicates=True)
+    r.update(fraction=1.0, seed=0, n_train_records=10)
+    summary, replicates, settings = {}, {}, []
+    label_efficiency.summarise_fraction(1.0, [r], summary, replicates, settings)
+    return {"results": {"codes": list(codes), "n_test_records": len(labels),
+                        "n_test_subjects": int(np.unique(subjects).size), "summary": summary,
+                        "replicates": replicates}}
+
+
+def test_paired_differences_refuse_rows_that_do_not_pair():
+    rng = np.random.default_rng(2)
+    labels = (rng.random((120, 2)) < 0.4).astype(float)
+    subjects = np.arange(120) // 2
+    kw = dict(labels=labels, subjects=subjects)
+    good = _scored_row(0.3, **kw)
+    d = label_efficiency.paired_differences({"good": good, "bad": _scored_row(2.0, **kw)}, "good")
+    e = d["good - bad"]["1"]["auroc"]
+    assert e["diff"] > 0.1 and 0 < e["ci"][0] < e["diff"] < e["ci"][1]
+
+    def refused(other, match):
+        with pytest.raises(ValueError, match=match) as err:
+            label_efficiency.paired_differences({"good": good, "other": other}, "good")
+        assert "'good' vs 'other'" in str(err.value)
+
+    refused(_scored_row(2.0, codes=("a", "c"), **kw), r"codes \(those only on one side\): \['b'\] vs \['c'\]")
+    refused(_scored_row(2.0, codes=("b", "a"), **kw), "order of the codes")
+    relabelled = labels.copy()
+    relabelled[:10] = 1 - relabelled[:10]  # same count of records, other records
+    refused(_scored_row(2.0, labels=relabelled, subjects=subjects), r"records at fraction 1 \(records_id\)")
+    refused(_scored_row(2.0, labels=labels[:100], subjects=subjects[:100]), r"records \(n_test_records\)")
+    refused(_scored_row(2.0, seed=1, **kw), r"bootstrap replicates at fraction 1 \(bootstrap_id\)")
+    refused(_scored_row(2.0, n_boot=30, **kw), r"bootstrap replicates at fraction 1 \(bootstrap_id\)")
+    # results written before the fingerprints: the replicates' shapes are still compared
+    legacy = [_scored_row(0.3, **kw), _scored_row(2.0, n_boot=30, **kw)]
+    for row in legacy:
+        for field in ("records_id", "bootstrap_id"):
+            row["results"]["summary"]["1"].pop(field)
+    with pytest.raises(ValueError, match=r"auroc shape\): \(60,\) vs \(30,\)"):
+        label_efficiency.paired_differences({"good": legacy[0], "other": legacy[1]}, "good")
+    no_reps = _scored_row(2.0, **kw)
+    no_reps["results"]["replicates"] = {}
+    refused(no_reps, r"bootstrap replicates at fraction 1 \(present\)")
+
+
+def test_summarise_seeds_refuses_draws_with_other_resamples():
+    rng = np.random.default_rng(1)
+    y = (rng.random((60, 2)) < 0.4).astype(int)
+    rs = [eval_metrics.evaluate_scores(y + rng.normal(size=y.shape), y, ["a", "b"], n_boot=20, seed=s,
+                                       return_replicates=True) for s in (0, 1)]
+    with pytest.raises(ValueError, match="different bootstrap resamples"):
+        eval_metrics.summarise_seeds(rs)
