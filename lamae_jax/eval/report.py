@@ -63,14 +63,17 @@ def markdown(results: dict, title: str = "Linear probe on frozen embeddings") ->
     return "\n".join(lines) + "\n"
 
 
-def plot_label_efficiency(curves: dict[str, dict], path: str | pathlib.Path) -> None:
-    """curves: name -> results['summary']; macro AUROC and AUPRC against the label fraction."""
+def plot_label_efficiency(curves: dict[str, dict], path: str | pathlib.Path,
+                          metrics: tuple[str, ...] = ("auroc", "auprc")) -> None:
+    """curves: name -> results['summary']; macro AUROC and AUPRC (or `metrics` of them) against
+    the label fraction."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    axes = axes[0]
     ticks = set()
     for name, summary in curves.items():
         pts = sorted((s for s in summary.values() if s.get("n_seeds")), key=lambda s: s["fraction"])
@@ -78,13 +81,13 @@ def plot_label_efficiency(curves: dict[str, dict], path: str | pathlib.Path) -> 
             continue
         x = np.array([s["fraction"] for s in pts])
         ticks.update(x.tolist())
-        for ax, metric in zip(axes, ("auroc", "auprc")):
+        for ax, metric in zip(axes, metrics):
             y = np.array([s[f"macro_{metric}"] for s in pts])
             lo = np.array([s[f"macro_{metric}_ci"][0] for s in pts])
             hi = np.array([s[f"macro_{metric}_ci"][1] for s in pts])
             ax.plot(x, y, marker="o", label=name)
             ax.fill_between(x, lo, hi, alpha=0.2)
-    for ax, metric in zip(axes, ("AUROC", "AUPRC")):
+    for ax, metric in zip(axes, [m.upper() for m in metrics]):
         ax.set_xscale("log")
         if ticks:
             ax.set_xticks(sorted(ticks), [f"{100 * t:g} %" for t in sorted(ticks)])
