@@ -128,3 +128,19 @@ def test_readme_is_a_front_door():
         assert needle in text, needle
     assert "Apache License" in (REPO / "LICENSE").read_text()[:200]
     assert 'license = "Apache-2.0"' in (REPO / "pyproject.toml").read_text()
+
+
+def test_compare_results_json_is_the_docs_schema(tmp_path):
+    """compare --results-json: comparison_NAME.json of OUT -> a results JSON report renders."""
+    import argparse
+
+    from lamae_jax.studies import compare_cli
+
+    (tmp_path / "comparison_x.json").write_text(json.dumps(_comparison()))
+    args = argparse.Namespace(out=str(tmp_path), name="x", results_json=str(tmp_path / "r" / "cmp.json"))
+    compare_cli.write_results_json(args, ["--out", str(tmp_path), "--name", "x"])
+    doc = results_json.load(tmp_path / "r" / "cmp.json")
+    assert doc["meta"]["command"] == f"python -m lamae_jax.compare --out {tmp_path} --name x"
+    assert [t["id"] for t in doc["tables"]] == ["comparison-x-auroc", "comparison-x-paired"]
+    assert doc["curves"][0]["id"] == "comparison-x"
+    assert "comparison-x-auroc" in results_json.blocks([tmp_path / "r" / "cmp.json"])
