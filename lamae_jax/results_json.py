@@ -336,4 +336,9 @@ def plot(path_in: str | os.PathLike, png: str | os.PathLike, curve_id: str | Non
     curves = curves_from_comparison(data) if "variants" in data else curves_from_results(data, curve_id)
     if not curves:
         raise ResultsError(f"{path_in}: nothing to plot")
-    eval_report.plot_label_efficiency(curves, png, metrics=("auroc",))
+    has_ci = any(s["macro_auroc_ci"][0] != s["macro_auroc_ci"][1] for c in curves.values() for s in c.values())
+    title = "Label efficiency" + (" (95 % bootstrap CI)" if has_ci else " (no CI in this JSON)")
+    if curve_id or data.get("curves"):
+        c = next((c for c in data.get("curves", []) if c.get("id") == curve_id), (data.get("curves") or [{}])[0])
+        title = f"{c['title']}: {title[0].lower()}{title[1:]}" if c.get("title") else title
+    eval_report.plot_label_efficiency(curves, png, metrics=("auroc",), title=title, legend_outside=True)
