@@ -106,14 +106,27 @@ def test_comparison_tables_and_plot(tmp_path):
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
+def _anchors(path: pathlib.Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    out = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"#{1,6} (.+)", line)
+        if m and not line.startswith("#!"):
+            out.add(re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-"))
+    return out
+
+
 def test_docs_links_resolve_and_name_no_tracker_or_local_path():
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")
         for target in _LINK.findall(text):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            if re.match(r"[a-z]+:", target):
                 continue
-            path = (doc.parent / target.split("#", 1)[0]).resolve()
+            file, _, anchor = target.partition("#")
+            path = (doc.parent / file).resolve() if file else doc
             assert path.exists(), f"{doc.name}: broken link {target}"
+            if anchor and path.suffix == ".md":
+                assert anchor in _anchors(path), f"{doc.name}: no heading #{anchor} in {path.name}"
         assert "../shared" not in text, f"{doc.name} names ../shared (a clone does not have it)"
         assert not re.search(r"\bissues? \d+|\(#\d+\)", text, re.I), f"{doc.name} names a tracker number"
 
