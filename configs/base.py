@@ -61,6 +61,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.root = ""  # preprocessed shards (python -m lamae_jax.preprocess); "" = embedded synthetic
+    # the paper variant with root "" refuses to pretrain `base` on the 2,000 synthetic ECGs unless True
+    c.data.allow_synthetic_at_paper_scale = False
     c.data.cache_dir = "~/.cache/lamae_jax"
     c.data.synthetic_records = 2000
     c.data.synthetic_seed = 0

@@ -55,7 +55,7 @@ else
   JAXV="$(python -c 'import jax; print(jax.__version__)')"
   step install 240 pip install --quiet "jax[cuda12]==$JAXV"
   CONFIG="configs/base.py"; STEPS=50; IMPLS=(cudnn xla); TESTS=(tests/models)
-  BENCH=(--gpu); PLATFORM=gpu; SIZE=(--config.model.size=base)
+  BENCH=(--gpu); PLATFORM=gpu; SIZE=(--config.model.size=base --config.data.allow_synthetic_at_paper_scale=True)
 fi
 step devices 60 python -c "import jax; d = jax.devices(); print(d); assert jax.default_backend() == '$PLATFORM', d"
 

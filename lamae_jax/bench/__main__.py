@@ -13,15 +13,18 @@ import sys
 import tempfile
 import time
 
+from lamae_jax.cli_help import HelpFormatter
+
 SECTIONS = ("preprocess", "loader", "train", "finetune")
 LOADER_BATCH = 256  # configs/base.py's global batch: what one host's loader feeds a paper-scale run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lamae_jax.bench", description=__doc__.split("\n\n")[1])
+    p = argparse.ArgumentParser(prog="python -m lamae_jax.bench", description=__doc__.split("\n\n")[1],
+                                formatter_class=HelpFormatter)
     p.add_argument("--config", default="configs/base.py:paper",
                    help="PATH[:variant] whose model and optimiser the train section times (relative to the cwd)")
-    p.add_argument("--quick", action="store_true", help="small data and batches (< 15 min on 2 CPU cores)")
+    p.add_argument("--quick", action="store_true", help="small data and batches (293-306 s on 2 CPU cores, 2026-11-29; the test limit is 15 min)")
     p.add_argument("--json", metavar="OUT", help="also write every figure and raw result to this JSON file")
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")

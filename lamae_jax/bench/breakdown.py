@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from lamae_jax.cli_help import HelpFormatter
+
 
 def _time(fn, args, min_steps=3, min_seconds=1.0):
     import jax
@@ -180,12 +182,13 @@ def op_time_by_category(size: str, batch: int, cross_lead: str = "latent", dtype
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m lamae_jax.bench.breakdown", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lamae_jax.bench.breakdown", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--config", default="configs/base.py:paper", help="PATH[:variant] (relative to the cwd)")
-    p.add_argument("--size", default="small", choices=("tiny", "small", "base"))
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--cross-lead", default="latent", choices=("latent", "none", "joint"))
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--size", default="small", choices=("tiny", "small", "base"), help="model size")
+    p.add_argument("--batch", type=int, default=8, help="ECGs per step")
+    p.add_argument("--cross-lead", default="latent", choices=("latent", "none", "joint"), help="model variant")
+    p.add_argument("--dtype", default="float32", help="compute dtype")
     p.add_argument("--trace", action="store_true",
                    help="also profile the step and split XLA op time by kind (matmul, copies, ...)")
     a = p.parse_args(argv)

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from lamae_jax.cli_help import HelpFormatter
+
 from lamae_jax.models.losses import masked_patch_mse
 from lamae_jax.models import CROSS_LEAD, build, param_count
 
@@ -59,13 +61,14 @@ def step_time(size: str, cross_lead: str, batch: int, steps: int, dtype: str,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="small")
-    ap.add_argument("--variants", default=",".join(CROSS_LEAD))
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--dtype", default="bfloat16")
-    ap.add_argument("--params_only", action="store_true")
+    ap = argparse.ArgumentParser(prog="python -m lamae_jax.bench.model_step", description=__doc__.splitlines()[0],
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--sizes", default="small", help="comma-separated model sizes: tiny, small, base")
+    ap.add_argument("--variants", default=",".join(CROSS_LEAD), help="comma-separated model.cross_lead values")
+    ap.add_argument("--batch", type=int, default=32, help="ECGs per step")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up")
+    ap.add_argument("--dtype", default="bfloat16", help="compute dtype (float32 is faster on most CPUs)")
+    ap.add_argument("--params_only", action="store_true", help="print parameter counts only (no timing)")
     a = ap.parse_args()
     print(f"backend={jax.default_backend()} devices={jax.device_count()}")
     for size in a.sizes.split(","):

@@ -99,14 +99,17 @@ def plot_lead_attention(att: np.ndarray, path: str | pathlib.Path, *, lead_mask=
 def main(argv: list[str] | None = None) -> int:
     """`python -m lamae_jax.attention_plots --workdir W [--split val] [--out PNG]`."""
     import argparse
+
+    from lamae_jax.cli_help import HelpFormatter
     import json
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m lamae_jax.attention_plots", description=__doc__)
-    ap.add_argument("--workdir", required=True)
+    ap = argparse.ArgumentParser(prog="python -m lamae_jax.attention_plots", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--workdir", required=True, help="training workdir of a latent (LAMAE) model")
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the training data)")
-    ap.add_argument("--split", default="test", choices=("train", "val", "test"))
-    ap.add_argument("--step", type=int, default=None)
+    ap.add_argument("--split", default="test", choices=("train", "val", "test"), help="records to average over")
+    ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     ap.add_argument("--out", default=None, help="PNG path (default W/eval/lead_attention_<split>.png)")
     args = ap.parse_args(argv)
 

@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lamae_jax.cli_help import HelpFormatter
+
 from lamae_jax.eval import probe
 
 SPLITS = ("train", "val", "test")
@@ -323,7 +325,7 @@ def _step_of(workdir: str, step: int | None, best: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.evaluate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the training data)")
     ap.add_argument("--step", type=int, default=None,
@@ -333,9 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latest", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     ap.add_argument("--label-fractions", type=label_fractions, default=[0.01, 0.1, 1.0],
                     help="fractions of training subjects with labels (default 0.01,0.1,1.0)")
-    ap.add_argument("--codes", default="all",
+    ap.add_argument("--task", "--codes", dest="codes", metavar="TASK", default="all",
                     help="label task: all, salient (MIMIC), or a group of the data's labels.json "
-                         "(PTB-XL: diagnostic, subclass, form, rhythm; Challenge: scored)")
+                         "(PTB-XL: diagnostic, subclass, form, rhythm; Challenge: scored); --codes is "
+                         "the old name")
     ap.add_argument("--init", choices=("pretrained", "random"), default="pretrained",
                     help="random: the same architecture with random weights (the control), "
                          "written to W/eval-random")

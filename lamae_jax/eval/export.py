@@ -20,6 +20,8 @@ import tempfile
 
 import numpy as np
 
+from lamae_jax.cli_help import HelpFormatter
+
 from lamae_jax.constants import LEADS
 
 
@@ -75,10 +77,10 @@ def export_arrays(dataset, result: dict, split: str) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.export", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the training data)")
-    ap.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ap.add_argument("--split", default="test", choices=("train", "val", "test"), help="records to export")
     ap.add_argument("--out", required=True, help="output .npz path")
     ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     ap.add_argument("--best", action="store_true", help="use the lowest-validation-loss checkpoint")

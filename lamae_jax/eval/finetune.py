@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from lamae_jax.cli_help import HelpFormatter
 from lamae_jax.eval import finetune_loop as loop
 from lamae_jax.eval.evaluate import label_fractions
 
@@ -222,19 +223,32 @@ def write_reports(results: dict, out_dir: pathlib.Path, title: str = "Fine-tunin
                                        results["summary"]}, out_dir / "label_efficiency.png")
 
 
+def default_readout(workdir: str, readout: str) -> str:
+    """`default` = evaluate's default readout, the ECG embedding, under fine-tuning's names
+    (latent for the latent variant, mean otherwise: the same features for the other variants)."""
+    if readout != "default":
+        return readout
+    from lamae_jax.train import checkpoints
+
+    return "latent" if checkpoints.load_config(workdir).model.cross_lead == "latent" else "mean"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.finetune", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the training data)")
-    ap.add_argument("--task", default="all", help="label task of the data's labels.json (all, salient, "
-                    "PTB-XL diagnostic/subclass/form/rhythm, Challenge scored)")
+    ap.add_argument("--task", "--codes", dest="task", default="all",
+                    help="label task of the data's labels.json (all, salient, PTB-XL "
+                         "diagnostic/subclass/form/rhythm, Challenge scored); --codes as in older evaluate")
     ap.add_argument("--init", choices=("pretrained", "random"), default="pretrained",
                     help="random: the same architecture with fresh weights (the control)")
     ap.add_argument("--mode", choices=loop.MODES, default="full",
                     help="full: encoder + head; linear: frozen encoder, the head alone")
-    ap.add_argument("--readout", choices=loop.READOUTS, default="mean",
-                    help="mean of present leads' embeddings, concat of the 12, or the ECG (latent) embedding")
+    ap.add_argument("--readout", choices=("default",) + loop.READOUTS, default="default",
+                    help="default: the ECG embedding, as evaluate's default (latent for the latent "
+                         "variant, the lead mean otherwise); mean of present leads' embeddings, concat "
+                         "of the 12, or latent (the ECG embedding)")
     ap.add_argument("--label-fractions", type=label_fractions, default=[1.0],
                     help="fractions of training subjects with labels (default 1.0; e.g. 0.01,0.1,1.0)")
     ap.add_argument("--seeds", type=int, default=1, help="runs per fraction (subsample, head init, order)")
@@ -265,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = finetune_workdir(
             args.workdir, data=args.data, task=args.task, init=args.init, mode=args.mode,
-            readout=args.readout, fractions=args.label_fractions, seeds=args.seeds, epochs=args.epochs,
+            readout=default_readout(args.workdir, args.readout), fractions=args.label_fractions, seeds=args.seeds, epochs=args.epochs,
             steps=args.steps, lr=args.lr, layer_decay=args.layer_decay, weight_decay=args.weight_decay,
             warmup=args.warmup, batch_size=args.batch_size, patience=args.patience,
             head_lr_mult=args.head_lr_mult, step=args.step,

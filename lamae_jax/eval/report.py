@@ -63,14 +63,19 @@ def markdown(results: dict, title: str = "Linear probe on frozen embeddings") ->
     return "\n".join(lines) + "\n"
 
 
-def plot_label_efficiency(curves: dict[str, dict], path: str | pathlib.Path) -> None:
-    """curves: name -> results['summary']; macro AUROC and AUPRC against the label fraction."""
+def plot_label_efficiency(curves: dict[str, dict], path: str | pathlib.Path,
+                          metrics: tuple[str, ...] = ("auroc", "auprc"), title: str | None = None,
+                          legend_outside: bool = False) -> None:
+    """curves: name -> results['summary']; macro AUROC and AUPRC (or `metrics` of them) against
+    the label fraction; `legend_outside` keeps a many-curve legend off the lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    width = 5 * len(metrics) + (4 if legend_outside else 0)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(width, 4.5), squeeze=False)
+    axes = axes[0]
     ticks = set()
     for name, summary in curves.items():
         pts = sorted((s for s in summary.values() if s.get("n_seeds")), key=lambda s: s["fraction"])
@@ -78,13 +83,13 @@ def plot_label_efficiency(curves: dict[str, dict], path: str | pathlib.Path) -> 
             continue
         x = np.array([s["fraction"] for s in pts])
         ticks.update(x.tolist())
-        for ax, metric in zip(axes, ("auroc", "auprc")):
+        for ax, metric in zip(axes, metrics):
             y = np.array([s[f"macro_{metric}"] for s in pts])
             lo = np.array([s[f"macro_{metric}_ci"][0] for s in pts])
             hi = np.array([s[f"macro_{metric}_ci"][1] for s in pts])
-            ax.plot(x, y, marker="o", label=name)
+            ax.plot(x, y, marker="o", label=name, linestyle="--" if "random" in name else "-")
             ax.fill_between(x, lo, hi, alpha=0.2)
-    for ax, metric in zip(axes, ("AUROC", "AUPRC")):
+    for ax, metric in zip(axes, [m.upper() for m in metrics]):
         ax.set_xscale("log")
         if ticks:
             ax.set_xticks(sorted(ticks), [f"{100 * t:g} %" for t in sorted(ticks)])
@@ -92,8 +97,11 @@ def plot_label_efficiency(curves: dict[str, dict], path: str | pathlib.Path) -> 
         ax.set_xlabel("fraction of training subjects with labels")
         ax.set_ylabel(f"test macro {metric}")
         ax.grid(True, alpha=0.3)
-        ax.legend()
-    fig.suptitle("Label efficiency of the linear probe (95 % bootstrap CI)")
+        if legend_outside:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
+        else:
+            ax.legend()
+    fig.suptitle(title or "Label efficiency of the linear probe (95 % bootstrap CI)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -12,6 +12,7 @@ import argparse
 import pathlib
 import sys
 
+from lamae_jax.cli_help import HelpFormatter
 from lamae_jax.studies.compare import VARIANTS  # latent, none, joint, align
 
 QUICK_STEPS, QUICK_FRACTIONS = 100, (0.1, 1.0)
@@ -21,17 +22,18 @@ def build_parser() -> argparse.ArgumentParser:
     from lamae_jax.eval.evaluate import label_fractions
 
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.compare", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 formatter_class=HelpFormatter,
                                  epilog="Any --config.KEY=VALUE overrides the config for every variant.")
     ap.add_argument("--out", required=True, help="output folder (one workdir per variant inside)")
     ap.add_argument("--config", default="configs/base.py:demo", help="config PATH[:variant] (relative to the cwd)")
     ap.add_argument("--total-steps", type=int, default=None, help="override config.total_steps")
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the config's data)")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants to run")
     ap.add_argument("--label-fractions", type=label_fractions, default=None, help="default 0.01,0.1,1.0")
-    ap.add_argument("--codes", default="all",
+    ap.add_argument("--task", "--codes", dest="codes", metavar="TASK", default="all",
                     help="label task to probe: all | salient (synthetic, MIMIC) | a group of the "
-                         "probed data's labels.json, e.g. diagnostic (PTB-XL superclasses)")
+                         "probed data's labels.json, e.g. diagnostic (PTB-XL superclasses); --codes is "
+                         "the old name")
     ap.add_argument("--seeds", type=int, default=None, help="default 3")
     ap.add_argument("--bootstrap", type=int, default=None, help="default 200")
     ap.add_argument("--eval-only", action="store_true",
@@ -51,8 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-random-control", action="store_true",
                     help="skip the control rows (each variant's architecture with random weights, "
                          "same protocol) and their paired differences")
+    ap.add_argument("--results-json", default=None, metavar="PATH",
+                    help="also write the tables in the docs' results schema (commit, date, machine, "
+                         "command; python -m lamae_jax.report renders them) (default: not written)")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke check (~10 min on 2 cores): tiny models, %d steps, fractions %s, 1 seed, "
+                    help="smoke check (3 min 37 s on 2 idle cores, 2026-12-02): tiny models, %d steps, fractions %s, 1 seed, "
                          "50 bootstrap replicates, no random-init controls; explicit flags and overrides "
                          "still win"
                          % (QUICK_STEPS, ",".join(map(str, QUICK_FRACTIONS))))
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.codes not in ("all", "salient"):
             raise ValueError(f"unknown label task {args.codes!r}; synthetic data offers ['all', 'salient']")
     except (ValueError, FileNotFoundError) as e:
-        ap.error(f"--codes: {e}")
+        ap.error(f"--task: {e}")
 
     from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
@@ -123,12 +128,31 @@ def main(argv: list[str] | None = None) -> int:
     train_fn = None
     if not args.eval_only:
         from lamae_jax.train.loop import train_and_evaluate as train_fn
-    return compare_variants(configs, args.out, train_fn=train_fn, data=args.data,
+    status = compare_variants(configs, args.out, train_fn=train_fn, data=args.data,
                             fractions=fractions, codes=args.codes, seeds=seeds, n_boot=n_boot,
                             eval_data=args.eval_data, name=args.name, meta_config=args.config,
                             lead_recon=not args.no_lead_reconstruction,
                             random_control=not (args.no_random_control or args.quick),
                             cross_fold=args.cross_fold, levers=levers)
+    import jax
+
+    if status == 0 and args.results_json and jax.process_index() == 0:
+        write_results_json(args, argv)
+    return status
+
+
+def write_results_json(args, argv) -> None:
+    """comparison[_NAME].json -> the docs' results schema at --results-json."""
+    import json
+
+    from lamae_jax import results_json
+
+    stem = f"comparison_{args.name}" if args.name else "comparison"
+    comparison = json.loads((pathlib.Path(args.out) / f"{stem}.json").read_text())
+    tables, curves = results_json.tables_from_comparison(comparison, prefix=stem.replace("_", "-"))
+    command = ["python", "-m", "lamae_jax.compare", *(sys.argv[1:] if argv is None else argv)]
+    path = results_json.write_results(args.results_json, tables, command=command, curves=curves)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

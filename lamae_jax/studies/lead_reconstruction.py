@@ -195,19 +195,22 @@ def markdown(rows: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
+
+    from lamae_jax.cli_help import HelpFormatter
     import sys
 
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.studies.lead_reconstruction", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", required=True)
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
     ap.add_argument("--data", default=None, help="preprocessed directory (default: the workdir's data)")
-    ap.add_argument("--split", default="test")
+    ap.add_argument("--split", default="test", help="records to reconstruct")
     ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
-    ap.add_argument("--init", choices=("pretrained", "random"), default="pretrained")
+    ap.add_argument("--init", choices=("pretrained", "random"), default="pretrained",
+                    help="random: the same architecture with random weights (the floor)")
     ap.add_argument("--mask-ratio", type=float, default=0.0,
                     help="random patch masking of the visible leads (default 0: fully visible)")
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--batch-size", type=int, default=32, help="records per step")
+    ap.add_argument("--out", default=None, help="output folder (default W/lead_reconstruction)")
     args = ap.parse_args(argv)
     try:
         r = evaluate_workdir(args.workdir, data=args.data, split=args.split, step=args.step,

@@ -14,6 +14,8 @@ import json
 import pathlib
 import sys
 
+from lamae_jax.cli_help import HelpFormatter
+
 
 def ev_curve(workdir) -> list[tuple[int, float]]:
     """(step, val_ev) of every evaluation logged in W/metrics.jsonl."""
@@ -89,14 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     from lamae_jax.eval.evaluate import label_fractions
 
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.studies.scaling", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--data", default=None)
-    ap.add_argument("--codes", default="salient")
-    ap.add_argument("--label-fractions", type=label_fractions, default=[0.1, 1.0])
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--bootstrap", type=int, default=200)
-    ap.add_argument("--readout", default="default", choices=("default", "mean", "concat", "latent"))
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--workdir", required=True, help="training workdir whose checkpoints are probed step by step")
+    ap.add_argument("--data", default=None, help="preprocessed directory to probe (default: the training data)")
+    ap.add_argument("--task", "--codes", dest="codes", metavar="TASK", default="salient",
+                    help="label task: all, salient or a group of the data's labels.json (--codes: the old name)")
+    ap.add_argument("--label-fractions", type=label_fractions, default=[0.1, 1.0], help="fractions of training subjects with labels")
+    ap.add_argument("--seeds", type=int, default=3, help="subsampling seeds per fraction < 1")
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the CIs")
+    ap.add_argument("--readout", default="default", choices=("default", "mean", "concat", "latent"),
+                    help="probe features, as evaluate --readout")
     args = ap.parse_args(argv)
     try:
         ev = ev_curve(args.workdir)

@@ -19,6 +19,7 @@ import pathlib
 import sys
 import time
 
+from lamae_jax.cli_help import HelpFormatter
 from lamae_jax.studies.transfer import DATASETS, MODELS
 
 
@@ -32,7 +33,7 @@ def default_real_data() -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.transfer", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 formatter_class=HelpFormatter,
                                  epilog="Any --config.KEY=VALUE overrides the real/mixed pretraining config.")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--synthetic-workdir", required=True,
@@ -41,19 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--real-data", default=default_real_data(),
                     help="ecg-real folder (ptb-xl/, cpsc2018/); default $LAMAE_ECG_REAL or ../shared/ecg-real")
     ap.add_argument("--config", default="configs/base.py:demo", help="config of the real/mixed pretraining")
-    ap.add_argument("--pretrain-steps", type=int, default=250)
-    ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--low-fraction", type=float, default=0.1)
-    ap.add_argument("--probe-seeds", type=int, default=3)
-    ap.add_argument("--finetune-seeds", type=int, default=1)
+    ap.add_argument("--pretrain-steps", type=int, default=250, help="steps of the real and mixed pretraining runs")
+    ap.add_argument("--models", default=",".join(MODELS), help="encoders to compare (random = the control)")
+    ap.add_argument("--datasets", default=",".join(DATASETS), help="real labelled sets to probe and fine-tune on")
+    ap.add_argument("--low-fraction", type=float, default=0.1, help="the low-label fraction of training subjects (beside 1.0)")
+    ap.add_argument("--probe-seeds", type=int, default=3, help="linear-probe subsampling seeds at the low fraction")
+    ap.add_argument("--finetune-seeds", type=int, default=1, help="fine-tuning runs per fraction")
     ap.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (the best on val is kept)")
-    ap.add_argument("--finetune-batch", type=int, default=16)
+    ap.add_argument("--finetune-batch", type=int, default=16, help="fine-tuning global batch")
     ap.add_argument("--head-lr-mult", type=float, default=10.0, help="fine-tuning: the head's lr / the encoder's")
-    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates over test subjects for the CIs")
     ap.add_argument("--readout", default="default", choices=("default", "mean", "concat", "latent"),
                     help="features of the probe and the fine-tuning head (default: the ECG embedding)")
-    ap.add_argument("--methods", default="probe,finetune")
+    ap.add_argument("--methods", default="probe,finetune", help="probe (frozen encoder, linear) and/or finetune (full)")
     return ap
 
 

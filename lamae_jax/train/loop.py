@@ -128,8 +128,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         problems.append(f"config.data.crop_samples={config.data.crop_samples} must be a multiple of "
                         f"model.patch_size={p} and <= model.num_samples={config.model.num_samples}")
     problems += _data_root_problems(config.data.root, n_proc)
+    problems += _paper_scale_problems(config)
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _paper_scale_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """The paper variant on the embedded synthetic set is almost always a forgotten data.root: a
+    111 M-parameter model on 2,000 synthetic ECGs. Refused unless asked for explicitly."""
+    if (config.get("variant") != "paper" or config.data.root
+            or config.data.get("allow_synthetic_at_paper_scale", False)):
+        return []
+    return ["config.data.root is empty, so the paper variant (model.size="
+            f"{config.model.size!r}) would pretrain on the embedded synthetic set "
+            f"({config.data.synthetic_records} ECGs): point --config.data.root at preprocessed shards "
+            "(python -m lamae_jax.preprocess ... --out DIR), use --config=configs/base.py:demo for the "
+            "CPU demo, or pass --config.data.allow_synthetic_at_paper_scale=True to do it anyway"]
 
 
 def _data_root_problems(spec: str, n_proc: int) -> list[str]:

@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 
+from lamae_jax.cli_help import HelpFormatter
 from lamae_jax.data.ingest.driver import IngestConfig, run_ingest, summary_line
 from lamae_jax.data.ingest.label_sources import FORMATS
 from lamae_jax.data.signal import PreprocessParams
@@ -43,7 +44,8 @@ def _positive(kind):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lamae_jax.preprocess", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lamae_jax.preprocess", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--mimic-root", help="MIMIC-IV-ECG root (contains record_list.csv and files/)")
     src.add_argument("--wfdb-dir", help="generic mode: every WFDB record (*.hea) below this directory")
@@ -56,18 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ptbxl: records from filename_hr (500) or filename_lr (100)")
     p.add_argument("--folds", type=_positive(int), default=None,
                    help="K-fold subject-hash splits (fold in the manifest; last fold test, the one before val)")
-    p.add_argument("--label-column", default="all_diag_all")
+    p.add_argument("--label-column", default="all_diag_all", help="mimic: the records_w_diag_icd10.csv column of codes")
     p.add_argument("--min-label-count", type=_positive(int), default=None,
                    help="min positive train records per code (default: 2000 scaled to the train size)")
     p.add_argument("--no-truncate", action="store_true", help="keep full ICD-10 codes (no 5-char truncation)")
     p.add_argument("--no-ancestors", action="store_true", help="do not add ancestor codes")
-    p.add_argument("--workers", type=_positive(int), default=1)
-    p.add_argument("--chunk-size", type=_positive(int), default=1024)
-    p.add_argument("--target-fs", type=_positive(float), default=250.0)
+    p.add_argument("--workers", type=_positive(int), default=1, help="worker processes (output identical for any value)")
+    p.add_argument("--chunk-size", type=_positive(int), default=1024, help="records per shard (and per resumable part)")
+    p.add_argument("--target-fs", type=_positive(float), default=250.0, help="output sampling rate, Hz")
     p.add_argument("--duration", type=_positive(float), default=10.0, help="seconds")
     p.add_argument("--band", type=_band, default=(0.67, 40.0), help="band-pass 'LOW,HIGH' Hz or 'none'")
-    p.add_argument("--clip-mv", type=_positive(float), default=10.0)
-    p.add_argument("--storage-dtype", choices=("int16", "float16", "float32"), default="int16")
+    p.add_argument("--clip-mv", type=_positive(float), default=10.0, help="clip samples to +-this many mV")
+    p.add_argument("--storage-dtype", choices=("int16", "float16", "float32"), default="int16",
+                   help="sample type in the shards (int16: µV)")
     p.add_argument("--shard-compression", choices=("none", "zstd"), default="none",
                    help="none reads ~4x faster (default); zstd makes shards ~1.7x smaller")
     p.add_argument("--max-nan-gap", type=_positive(float), default=1.0,

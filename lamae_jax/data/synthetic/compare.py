@@ -12,6 +12,8 @@ import os
 import numpy as np
 import wfdb
 
+from lamae_jax.cli_help import HelpFormatter
+
 from lamae_jax.constants import LEADS, canonical_lead_name
 from lamae_jax.data.synthetic.stats import BANDS, ecg_stats
 
@@ -70,9 +72,10 @@ def table(syn: list[dict], real: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--tree", required=True)
-    ap.add_argument("--real", required=True)
+    ap = argparse.ArgumentParser(prog="python -m lamae_jax.data.synthetic.compare", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--tree", required=True, help="synthetic tree (python -m lamae_jax.data.synthetic --out)")
+    ap.add_argument("--real", required=True, help="folder of real WFDB ECGs (every *.hea below it)")
     args = ap.parse_args(argv)
     print(table(tree_stats(args.tree), real_stats(args.real)))
 
