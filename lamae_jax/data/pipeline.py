@@ -1,18 +1,22 @@
 """Grain input pipeline: checkpointable, globally shuffled, host-sharded training batches.
 
-Training (per host): batch number -> the record keys of this host's batch (ShuffledBatchKeys: a
-seeded GLOBAL permutation of the split's keys, the same on every host and new per epoch, truncated
-to a multiple of process_count, strided host slice [process_index::process_count]: random,
-disjoint subsets of equal size, so every host runs the same number of steps) -> read
+Training (per host): batch number b -> the record keys of this host's block of global batch b
+(ShuffledBatchKeys: a seeded GLOBAL permutation of the split's keys, the same on every host and
+new per epoch; epochs follow each other in one global stream, global batch b is stream positions
+[b*B, (b+1)*B) and host p takes the contiguous block [b*B + p*B/P, b*B + (p+1)*B/P)) -> read
 (grain.sources.ArrayRecordDataSource) + random crop, copied straight from the stored int16 (gain
 jitter and noise run on the accelerator: lamae_jax.data.augment) -> IterDataset with one prefetch
 thread, optionally `num_workers` worker processes.
 
+Host-count independence: the global batch (its rows, their order and their crops) is a function
+of (seed, batch number) only, so 1 process and P processes with the same global batch B train on
+the same arrays (host p's rows are exactly the rows its devices hold in the global array).
+
 Everything before `to_iter_dataset` is a grain.MapDataset, so the iterator state is just "next
 batch index" (plus worker bookkeeping) and a restored iterator yields exactly the batch it would
-have; crop positions are seeded by (seed, process, batch index), not by history. Workers get
-batches round-robin, so num_workers changes speed, never the batches. Checkpointing: save_args /
-restore_args below.
+have; crop positions are drawn for the whole global batch from (seed, batch index), each host
+keeping its rows' draws, not by history nor by process. Workers get batches round-robin, so
+num_workers changes speed, never the batches. Checkpointing: save_args / restore_args below.
 
 Evaluation (make_eval_batches): every record of a split exactly once across hosts, host h taking
 a contiguous block of ceil(N / hosts) rows, padded to whole batches with valid=False rows, so every
@@ -63,26 +67,27 @@ def _cached_reader(root: str, split: str | None, stamp: tuple[int, int]) -> Prep
 
 
 class ShuffledBatchKeys:
-    """Map fn: batch number -> the global record keys of this host's batch.
+    """Map fn: batch number -> the global record keys of this host's block of that global batch.
 
-    Epoch e of the host's stream is a permutation of the split seeded by (seed, e), the same on
-    every host, truncated to a multiple of process_count and sliced [process_index::process_count];
-    batches run on across epoch boundaries. A numpy permutation per epoch (~15 ms at 800k
-    records, cached) replaces grain's per-element index shuffle, which cost 20-65 us per record
-    on small splits; the result is still a pure function of the batch number, so the iterator
-    state stays "next batch" and resumes exactly.
+    Epoch e of the global stream is a permutation of the split seeded by (seed, e), the same on
+    every host; epochs run on into each other and global batch b is stream positions
+    [b*B, (b+1)*B), B = batch_size * process_count; host p takes the contiguous block
+    [b*B + p*batch_size, b*B + (p+1)*batch_size), the rows its devices hold in the global array,
+    so the global batch does not depend on the host count. A numpy permutation per epoch (~15 ms
+    at 800k records, cached) replaces grain's per-element index shuffle, which cost 20-65 us per
+    record on small splits; the result is still a pure function of the batch number, so the
+    iterator state stays "next batch" and resumes exactly.
     """
 
     def __init__(self, record_keys: np.ndarray, batch_size: int, seed: int, process_index: int,
                  process_count: int, mix: list[tuple[np.ndarray, int]] | None = None):
-        """mix: [(source keys, records per epoch)] of several weighted sources (data.sources);
-        None: the epoch is `record_keys` itself."""
+        """batch_size: rows per host. mix: [(source keys, records per epoch)] of several weighted
+        sources (data.sources); None: the epoch is `record_keys` itself."""
         self.keys = np.asarray(record_keys, np.int64)
         self.mix = mix
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.process_index, self.process_count = process_index, process_count
-        total = len(self.keys) if mix is None else sum(c for _, c in mix)
-        self.per_host = total // process_count
+        self.epoch_len = len(self.keys) if mix is None else sum(c for _, c in mix)
         self._epochs: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -93,7 +98,8 @@ class ShuffledBatchKeys:
         self.__dict__.update(state, _epochs={}, _lock=threading.Lock())
 
     def epoch_keys(self, epoch: int) -> np.ndarray:
-        """This host's record keys of `epoch`, in order (two epochs cached: a batch may span two)."""
+        """The global stream's record keys of `epoch`, in order (two epochs cached: a batch may
+        span two)."""
         with self._lock:
             keys = self._epochs.get(epoch)
             if keys is None:
@@ -103,20 +109,20 @@ class ShuffledBatchKeys:
                         np.random.SeedSequence([self.seed, 3, epoch, i])))
                         for i, (k, c) in enumerate(self.mix)])
                 rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, epoch]))
-                perm = rng.permutation(len(pool))[: self.per_host * self.process_count]
-                keys = pool[perm[self.process_index::self.process_count]]
+                keys = pool[rng.permutation(len(pool))]
                 if len(self._epochs) >= 2:
                     del self._epochs[min(self._epochs)]
                 self._epochs[epoch] = keys
             return keys
 
     def __call__(self, b: int) -> np.ndarray:
-        pos = np.arange(b * self.batch_size, (b + 1) * self.batch_size, dtype=np.int64)
-        epoch, i = np.divmod(pos, self.per_host)
+        lo = (b * self.process_count + self.process_index) * self.batch_size
+        pos = np.arange(lo, lo + self.batch_size, dtype=np.int64)
+        epoch, i = np.divmod(pos, self.epoch_len)
         if epoch[0] == epoch[-1]:
             return self.epoch_keys(int(epoch[0]))[i]
         out = np.empty_like(pos)
-        for e in (int(epoch[0]), int(epoch[-1])):
+        for e in range(int(epoch[0]), int(epoch[-1]) + 1):  # a tiny split: several epochs
             sel = epoch == e
             out[sel] = self.epoch_keys(e)[i[sel]]
         return out
@@ -133,16 +139,20 @@ class ReadCrop:
     free; int16 halves the bytes a batch costs to hand from a worker process (~55 vs ~118 µs of
     CPU per ECG in grain's fresh shared-memory segments) and to copy to the device.
     Crop: a uniform window inside the valid region when valid_length >= crop, else the start.
+    The positions are drawn for the whole global batch (`global_rows`) from the batch's rng and
+    this host keeps rows [row_offset, row_offset + b): a row's crop does not depend on the host count.
     """
 
-    def __init__(self, shard_specs: list[str], crop_samples: int, stored_dtype: np.dtype):
+    def __init__(self, shard_specs: list[str], crop_samples: int, stored_dtype: np.dtype,
+                 row_offset: int = 0, global_rows: int | None = None):
         self.source = grain.sources.ArrayRecordDataSource(shard_specs)
         self.crop_samples = int(crop_samples)
         self.stored_dtype = np.dtype(stored_dtype)
+        self.row_offset, self.global_rows = int(row_offset), global_rows
 
     def __call__(self, keys: np.ndarray, rng: np.random.Generator) -> dict:
         b, crop = len(keys), self.crop_samples
-        position = rng.random(b)
+        position = rng.random(self.global_rows or b)[self.row_offset:self.row_offset + b]
         signal = np.empty((b, 12, crop), self.stored_dtype)
         units_per_mv = np.empty((b,), np.float32)
         lead_mask = np.empty((b, 12), np.bool_)
@@ -192,8 +202,7 @@ def make_train_dataset(
             raise ValueError(f"split {split!r} of {s.path} has no records")
     counts = sources.epoch_counts([len(r) for r in readers],
                                   None if srcs[0].weight is None else [s.weight for s in srcs])
-    per_host = sum(counts) // process_count
-    if per_host == 0:
+    if sum(counts) < process_count:
         raise ValueError(f"split {split!r} of {data_dir} has {sum(counts)} records, fewer than "
                          f"process_count {process_count}")
     shard_specs, keys, offset = [], [], 0
@@ -213,13 +222,17 @@ def make_train_dataset(
         raise ValueError(f"crop_samples {crop_samples} must be in (0, {num_samples}] (record length)")
 
     batch_size = global_batch_size // process_count
-    num_batches = (sys.maxsize if num_epochs is None else per_host * num_epochs) // batch_size
+    num_batches = (sys.maxsize if num_epochs is None else sum(counts) * num_epochs) // global_batch_size
     mix = None if srcs[0].weight is None else list(zip(keys, counts))
     batch_keys = ShuffledBatchKeys(np.concatenate(keys), batch_size, seed, process_index,
                                    process_count, mix)
     ds = grain.MapDataset.range(num_batches).map(batch_keys)
-    crop_seed = int(np.random.SeedSequence([seed, 2, process_index]).generate_state(1)[0])
-    return ds.random_map(ReadCrop(shard_specs, crop_samples, stored_dtype), seed=crop_seed)
+    # Not keyed on the process (the 0 stands where the process index once was, so one-process
+    # streams are unchanged): every host draws the same global batch's crops and keeps its rows'.
+    crop_seed = int(np.random.SeedSequence([seed, 2, 0]).generate_state(1)[0])
+    return ds.random_map(ReadCrop(shard_specs, crop_samples, stored_dtype,
+                                  row_offset=process_index * batch_size,
+                                  global_rows=global_batch_size), seed=crop_seed)
 
 
 def make_train_loader(

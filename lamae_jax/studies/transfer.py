@@ -93,7 +93,8 @@ def run_cell(model: str, method: str, workdir: str, dataset: Dataset, data_dir: 
     init = "random" if model == "random" else "pretrained"
     step = "random" if model == "random" else checkpoints.resolve_step(workdir)  # latest
     cell = pathlib.Path(cell)
-    settings = {"workdir": str(workdir), "step": step, "data": str(data_dir), "task": dataset.task,
+    settings = {"workdir": str(workdir), "step": step, "checkpoint": _checkpoint_key(workdir, step),
+                "data": str(data_dir), "task": dataset.task,
                 "fractions": list(fractions), "seeds": seeds, "n_boot": n_boot, "readout": readout,
                 **({"epochs": epochs, "batch_size": batch_size, "head_lr_mult": head_lr_mult}
                    if method == "finetune" else {})}
@@ -117,6 +118,21 @@ def run_cell(model: str, method: str, workdir: str, dataset: Dataset, data_dir: 
                                             out_dir=str(cell), save=False)
     _keep(cell, settings, results)
     return results
+
+
+def _checkpoint_key(workdir: str, step) -> str:
+    """What a cell's results were computed from, as evaluate keys its embedding cache: the
+    checkpoint's identity (a retrained workdir that saved the same step is another checkpoint, so
+    its cells are recomputed), or for random init the seed and model config."""
+    import hashlib
+
+    from lamae_jax.train import checkpoints
+
+    if step == "random":
+        config = checkpoints.load_config(workdir)
+        model = json.dumps(config.model.to_dict(), sort_keys=True)
+        return "random-" + hashlib.sha1(f"seed{config.seed}|{model}".encode()).hexdigest()[:10]
+    return checkpoints.checkpoint_identity(workdir, step)
 
 
 def finetune_readout(workdir: str, readout: str) -> str:

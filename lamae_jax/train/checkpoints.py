@@ -114,12 +114,48 @@ def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_iter: Any | Non
 
 
 def restore(mgr: ocp.CheckpointManager, step: int, abstract_state: Any, data_iter: Any | None):
-    """Restores into `abstract_state` (ShapeDtypeStructs carrying shardings) and the iterator."""
+    """Restores into `abstract_state` (ShapeDtypeStructs carrying shardings) and the iterator.
+
+    A checkpoint written by another number of processes (hosts) restores too: the iterator state
+    is "next global batch" (pipeline.ShuffledBatchKeys), the same on every saving host, so each
+    process takes it from the saved hosts' files once they agree (host-count independence).
+    """
     items = {"state": ocp.args.StandardRestore(abstract_state)}
+    saved_states = None
     if data_iter is not None:
-        items["data"] = CheckpointRestore(data_iter)
+        saved_states = _saved_data_states(mgr, step)
+        if saved_states is None:
+            items["data"] = CheckpointRestore(data_iter)
     out = mgr.restore(step, args=ocp.args.Composite(**items))
+    if saved_states is not None:
+        data_iter.set_state(saved_states)
+        if hasattr(data_iter, "start_prefetch"):  # as grain's own restore does
+            data_iter.start_prefetch()
+        return out["state"], data_iter
     return out["state"], (out["data"] if data_iter is not None else None)
+
+
+def _saved_data_states(mgr: ocp.CheckpointManager, step: int) -> dict | None:
+    """None when the step holds this process's own iterator file (same host count: grain's
+    restore); else the state every saving host wrote, checked to be one and the same."""
+    process_index, process_count = jax.process_index(), jax.process_count()
+    data = mgr.directory / str(int(step)) / "data"
+    if (data / f"process_{process_index}-of-{process_count}.json").exists():
+        return None
+    files = sorted(data.glob("process_*-of-*.json")) if data.exists() else []
+    if not files:
+        raise FileNotFoundError(f"checkpoint step {step} in {mgr.directory} has no data iterator "
+                                f"state ({data}/process_*-of-*.json)")
+    counts = {f.name.rsplit("-of-", 1)[1][:-len(".json")] for f in files}
+    states = {f.name: json.loads(f.read_text()) for f in files}
+    texts = {json.dumps(v, sort_keys=True) for v in states.values()}
+    if len(counts) != 1 or len(states) != int(next(iter(counts))) or len(texts) != 1:
+        raise ValueError(f"checkpoint step {step} in {mgr.directory}: cannot resume on "
+                         f"{process_count} process(es): the saved hosts' iterator states "
+                         f"{sorted(states)} are incomplete or disagree; resume on the saved host count")
+    logging.info("step %s was saved by %s process(es); resuming its data iterator on %d",
+                 step, next(iter(counts)), process_count)
+    return next(iter(states.values()))
 
 
 def best_step(mgr: ocp.CheckpointManager) -> int | None:

@@ -246,7 +246,7 @@ def make_eval_step(config, model):
 
 # ---------------------------------------------------------------- the run
 # What a resumed run must share with the saved one: the Grain iterator position in the checkpoint
-# only means the same thing for the same loader (batch, seed, crop, workers, hosts, data).
+# only means the same thing for the same loader (global batch, seed, crop, workers, data; not hosts).
 RESUME_FIELDS = (("batch_size",), ("data", "num_workers"), ("data", "shuffle_seed"),
                  ("data", "crop_samples"), ("data", "root"))
 
@@ -266,17 +266,16 @@ def _resume_mismatches(old: dict, new: dict) -> list[str]:
             name = "config." + ".".join(key)
             what = "data directory (resolved)" if key == ("data", "root") else "value"
             out.append(f"--{name}={b!r} differs from the saved run's {a!r} ({what})")
-    a, b = old.get("runtime", {}).get("process_count"), new["runtime"]["process_count"]
-    if a is not None and a != b:
-        out.append(f"{b} process(es) (hosts, jax.process_count()) differ from the saved run's {a}: "
-                   f"restart on {a} host(s)")
+    # The host count may change: the loader's global batches do not depend on it (data.pipeline)
+    # and checkpoints.restore hands the saved iterator position to any number of hosts; the
+    # global batch (config.batch_size above) must stay.
     return out
 
 
 def _write_config(config, workdir: str, data_dir: str) -> None:
     """W/config.json (resolved) lets evaluation rebuild the model. On resume (a checkpoint exists)
-    refuse a different model, and a different batch size, loader, data directory or host count,
-    naming the flag (ConfigError, exit 2)."""
+    refuse a different model, and a different global batch size, loader or data directory, naming
+    the flag (ConfigError, exit 2); another host count with the same global batch is fine."""
     resolved = config.to_dict()
     resolved["data"]["root"] = data_dir
     resolved["runtime"] = {"process_count": jax.process_count(), "device_count": jax.device_count()}

@@ -11,7 +11,7 @@ from lamae_jax.data.pipeline import (make_eval_batches, make_train_dataset, make
                                      restore_args, save_args)
 
 T = 500
-# 41 records: 25 train (odd, so 2 hosts must drop one per epoch), 9 val, 7 test, interleaved.
+# 41 records: 25 train (odd: batches run across epoch boundaries), 9 val, 7 test, interleaved.
 SPLITS = tuple(str(s) for s in np.random.default_rng(0).permutation(["train"] * 25 + ["val"] * 9 + ["test"] * 7))
 
 
@@ -65,23 +65,26 @@ def test_global_shuffle_is_seeded_and_differs_per_epoch(data_dir):
     assert other_seed != second  # seed 8, epoch 0 must not replay seed 7, epoch 1
 
 
-def test_two_hosts_disjoint_cover_equal_steps(data_dir):
-    want = set(train_ids(data_dir))
-    per_host = []
-    for p in range(2):
-        ds = make_train_dataset(data_dir, global_batch_size=4, seed=3, process_index=p, process_count=2,
-                                num_epochs=2)
-        assert len(ds) == 12 // 2 * 2  # 25 records -> 12 per host per epoch -> 6 batches of 2 per epoch
-        batches = [ds[i] for i in range(len(ds))]
-        assert all(b["signal"].shape == (2, 12, T) for b in batches)
-        per_host.append([sum((ids(b) for b in batches[e * 6:(e + 1) * 6]), []) for e in range(2)])
-    for epoch in range(2):
-        h0, h1 = per_host[0][epoch], per_host[1][epoch]
-        assert len(h0) == len(h1) == 12 and len(set(h0)) == 12
-        assert not set(h0) & set(h1) and (set(h0) | set(h1)) < want  # one record dropped
-    # Hosts see random subsets, not contiguous blocks, and a new split of records each epoch.
-    assert sorted(per_host[0][0]) != sorted(want)[:12]
-    assert set(per_host[0][0]) != set(per_host[0][1])
+def test_hosts_take_contiguous_blocks_of_the_one_process_batches(data_dir):
+    # Host p of P holds rows [p*B/P, (p+1)*B/P) of every global batch, crops included, so the
+    # global batch (order and crops) is the same for 1, 2 or 4 processes.
+    want = train_ids(data_dir)
+    kw = dict(global_batch_size=4, seed=3, crop_samples=120, num_epochs=2)
+    one = make_train_dataset(data_dir, process_index=0, process_count=1, **kw)
+    assert len(one) == 25 * 2 // 4
+    batches = [one[i] for i in range(len(one))]
+    stream = sum((ids(b) for b in batches), [])
+    assert sorted(stream[:25]) == want and stream[:25] != want  # epoch 0: a shuffled permutation
+    assert len(set(stream[25:])) == 23  # the rest of epoch 1
+    for count in (2, 4):
+        hosts = [make_train_dataset(data_dir, process_index=p, process_count=count, **kw)
+                 for p in range(count)]
+        assert all(len(h) == len(one) for h in hosts)  # every host runs the same steps
+        for i, ref in enumerate(batches):
+            parts = [h[i] for h in hosts]
+            assert all(x["signal"].shape == (4 // count, 12, 120) for x in parts)
+            for k in ref:
+                np.testing.assert_array_equal(np.concatenate([x[k] for x in parts]), ref[k])
 
 
 def test_crop_is_a_window_of_the_stored_record(data_dir):

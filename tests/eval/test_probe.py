@@ -56,3 +56,36 @@ def test_bad_input():
         probe.fit_probe(np.zeros((4, 3)), np.zeros((5, 2)), np.zeros((2, 3)), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="non-finite"):
         probe.fit_probe(np.full((4, 3), np.nan), np.zeros((4, 2)), np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_training_set_sizes_share_compiled_fits_in_buckets():
+    # Seeds and label fractions give training sets of many sizes: the jitted fit is compiled once
+    # per bucket (33..40 rows -> 40), not once per size. D=11, V=3: shapes no other test uses.
+    rng = np.random.default_rng(0)
+    before = probe._fit._cache_size()
+    for n in (33, 36, 40):
+        x = rng.normal(size=(n, 11)).astype(np.float32)
+        y = (rng.random((n, 3)) < 0.5).astype(np.float32)
+        probe.fit_probe(x, y, x[:8], y[:8], l2_grid=(1e-2,), max_iter=20)
+    assert [probe.bucket_rows(n) for n in (16, 17, 32, 33, 40, 41, 1000)] == [16, 20, 32, 40, 40, 48, 1024]
+    assert probe._fit._cache_size() - before == 1  # one compile for the three sizes
+
+
+def test_padding_rows_do_not_change_the_solution():
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(1)
+    n, d, v = 37, 6, 2
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x[:, :v] + 0.5 * rng.normal(size=(n, v)) > 0).astype(np.float32)
+    xp, yp, weight = probe._pad_rows(x, y, probe.bucket_rows(n))
+    assert xp.shape == (40, d) and weight.sum() == n
+    xp[n:] = 100 * rng.normal(size=(40 - n, d))  # garbage in the padding: its weight 0 must hide it
+    yp[n:] = 1.0
+    args = (jnp.float32(1e-2), {"w": jnp.zeros((d, v)), "b": jnp.zeros((v,))}, jnp.asarray(500),
+            jnp.float32(1e-7))
+    padded, _, _ = probe._fit(xp, yp, weight, *args)
+    plain, _, _ = probe._fit(x, y, np.ones(n, np.float32), *args)
+    for k in ("w", "b"):
+        np.testing.assert_allclose(np.asarray(padded[k]), np.asarray(plain[k]), rtol=1e-5, atol=1e-6)
+    assert np.abs(np.asarray(plain["w"])).max() > 0.1  # a real fit, not zeros on both sides

@@ -1,5 +1,5 @@
-"""Resume refuses a different batch size, loader workers, data directory or host count than the
-saved run (W/config.json), naming the flag; exit 2 from the CLI."""
+"""Resume refuses a different global batch size, loader workers or data directory than the saved
+run (W/config.json), naming the flag (exit 2 from the CLI); another host count is accepted."""
 
 from __future__ import annotations
 
@@ -39,17 +39,28 @@ def test_resume_with_other_loader_settings_is_refused(tmp_path, overrides, needl
     assert needle in str(e.value), e.value
 
 
-def test_resume_with_other_data_or_hosts_is_refused(tmp_path):
+def test_resume_with_other_data_is_refused(tmp_path):
     w, data = _saved_run(tmp_path)
     other = _data(tmp_path, "other")
     with pytest.raises(trainer.ConfigError, match=r"--config.data.root=.*other.*data directory"):
         trainer._write_config(config("smoke"), str(w), other)
+
+
+def test_resume_on_other_hosts_needs_the_same_global_batch(tmp_path):
+    # Global batches do not depend on the host count: 4 saved hosts -> 1 resumes, a changed
+    # global batch on the new host count is still refused.
+    w, data = _saved_run(tmp_path)
     saved = json.loads((w / "config.json").read_text())
     assert saved["runtime"]["process_count"] == 1
     saved["runtime"]["process_count"] = 4
     (w / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(trainer.ConfigError, match=r"1 process\(es\) .* saved run's 4: restart on 4"):
-        trainer._write_config(config("smoke"), str(w), data)
+    trainer._write_config(config("smoke"), str(w), data)  # same global batch 8: accepted
+    assert json.loads((w / "config.json").read_text())["runtime"]["process_count"] == 1
+    (w / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(trainer.ConfigError, match="cannot resume") as e:
+        trainer._write_config(config("smoke", batch_size=4), str(w), data)
+    assert "--config.batch_size=4 differs from the saved run's 8" in str(e.value)
+    assert "process" not in str(e.value)
 
 
 def test_same_settings_resume_and_no_checkpoint_means_a_fresh_start(tmp_path):
