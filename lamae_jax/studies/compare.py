@@ -237,6 +237,7 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
     pretraining run was preempted (rerun to resume)."""
     import jax
 
+    from lamae_jax.data.lengths import eval_samples
     from lamae_jax.eval import evaluate, report as eval_report
     from lamae_jax.studies import lead_reconstruction
     from lamae_jax.eval.embed import readouts_of
@@ -265,7 +266,7 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                       "saved); rerun the same command to resume", flush=True)
                 return 3
         data_dir = data_dir or summary["data_dir"]
-        flops = model_flops(config.model, config.data.crop_samples)
+        flops = {**model_flops(config.model, eval_samples(config)), "eval_samples": eval_samples(config)}
         inits = ("pretrained", "random") if random_control else ("pretrained",)
         # the per-lead readouts first: their embedding pass serves the latent readout too
         ordered = sorted(readouts_of(config.model.cross_lead), key=lambda r: r == "latent")
@@ -313,6 +314,7 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                 "eval_data_dir": eval_data or data_dir, "checkpoint": "last step",
                 "test": "every fold once (cross-fold)" if cross_fold else "test split",
                 "whole_lead_mask_prob": config.model.whole_lead_mask_prob,
+                "eval_samples": eval_samples(config),  # every row's FLOPs, probe and leads read this
                 "align": (meta or {}).get("align"), "levers": (meta or {}).get("levers", {})}
         if v == "align":
             meta["align"] = {k: config.model[k] for k in
@@ -326,7 +328,7 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                                     for k, s in r["results"]["summary"].items()},
                  **{k: r.get(k) for k in ("variant", "readout", "init", "val_loss", "params", "train_seconds",
                                           "step", "encode_gflops", "pretrain_forward_gflops",
-                                          "shared_with")},
+                                          "eval_samples", "shared_with")},
                  "results": os.path.join(r["eval_dir"], "results.json")}
              for v, r in rows.items()}
     diffs = {**readout_differences(rows), **control_differences(rows)}
