@@ -184,6 +184,9 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     if init == "pretrained":
         used_step = _step_of(workdir, step, best)  # clear errors: not a workdir, no checkpoint
     data_dir = embedding.resolve_data_dir(workdir, config, data)
+    if cross_fold and init == "pretrained":  # random weights saw nothing: their control is honest
+        from lamae_jax.eval import leakage
+        leakage.check_cross_fold(workdir, config, data_dir)
     if init == "random":
         used_step = "random"
         check_labels(data_dir)
@@ -403,6 +406,9 @@ def _print_summary(results: dict, out: str) -> None:
         if s.get("n_seeds"):
             print(f"  fraction {key}: macro AUROC {s['macro_auroc']:.4f} "
                   f"[{s['macro_auroc_ci'][0]:.4f}, {s['macro_auroc_ci'][1]:.4f}] over {s['n_seeds']} seed(s)")
+            if s.get("per_fold_macro_auroc"):
+                from lamae_jax.eval.report import fold_cell
+                print(f"    per-fold macro AUROC {fold_cell(s['per_fold_macro_auroc'])}")
         else:
             print(f"  fraction {key}: skipped ({s.get('note')})")
 

@@ -30,7 +30,11 @@ def _cell(s: dict | None) -> str:
     if not s or not s.get("n_seeds"):
         return "skipped"
     lo, hi = s["macro_auroc_ci"]
-    return f"{s['macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
+    out = f"{s['macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
+    spread = s.get("per_fold_macro_auroc")  # cross-fold: the folds' spread beside the pooled figure
+    if spread and spread.get("mean") is not None:
+        out += f"; folds {spread['mean']:.3f} ± {spread['std']:.3f} [{spread['min']:.3f}, {spread['max']:.3f}]"
+    return out
 
 
 def row_name(variant: str, readout: str, init: str = "pretrained") -> str:
@@ -70,7 +74,9 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
              f"Config `{meta['config']}`, {meta['total_steps']} steps of batch {meta['batch_size']} each, "
              f"pretraining data `{meta['data_dir']}`, probed on `{meta.get('eval_data_dir')}`, "
              f"codes: {meta['codes']}, seeds {meta['seeds']}, checkpoint: the last step, "
-             f"scored on: {meta.get('test', 'test split')}; "
+             f"scored on: {meta.get('test', 'test split')}"
+             + ("" if "cross-fold" not in str(meta.get("test")) else " (pooled AUROC; after `folds`: "
+                "mean ± sd [min, max] of each test fold's own macro AUROC)") + "; "
              f"test macro AUROC of a linear probe [95 % bootstrap CI over test subjects]. "
              f"Readouts: mean (of the present leads), concat (12 lead embeddings), latent (latent mean); "
              f"rows marked `random init` are the control: the same architecture and readout with random "
@@ -324,6 +330,9 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
     table = {v: {"macro_auroc": {k: s.get("macro_auroc") for k, s in r["results"]["summary"].items()},
                  "macro_auroc_ci": {k: s.get("macro_auroc_ci") for k, s in r["results"]["summary"].items()},
                  "macro_auprc": {k: s.get("macro_auprc") for k, s in r["results"]["summary"].items()},
+                 **({"per_fold_macro_auroc": {k: s.get("per_fold_macro_auroc")
+                                              for k, s in r["results"]["summary"].items()}}
+                    if any(s.get("per_fold_macro_auroc") for s in r["results"]["summary"].values()) else {}),
                  "per_code_auroc": {k: {c: e.get("auroc") for c, e in (s.get("per_code") or {}).items()}
                                     for k, s in r["results"]["summary"].items()},
                  **{k: r.get(k) for k in ("variant", "readout", "init", "val_loss", "params", "train_seconds",
