@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     if config.model.cross_lead != "latent":
         print(f"error: model.cross_lead={config.model.cross_lead!r} has no latent attention", file=sys.stderr)
         return 2
-    result = embedding.embed_split(model, params, data_dir, args.split)
+    from lamae_jax.data.lengths import eval_samples
+
+    result = embedding.embed_split(model, params, data_dir, args.split, num_samples=eval_samples(config))
     if jax.process_index() != 0:
         return 0
     ds = PreprocessedECG(data_dir, args.split)

@@ -98,8 +98,10 @@ def _to_host(x: jax.Array) -> np.ndarray:
 
 
 def embed_split(model, params, data_dir: str | os.PathLike, split: str, *,
-                per_host_batch_size: int = 64, mesh=None, lead_embeddings: bool = False) -> dict:
-    """Embeddings of every record of `split`, in manifest order, on every host.
+                per_host_batch_size: int = 64, mesh=None, lead_embeddings: bool = False,
+                num_samples: int | None = None) -> dict:
+    """Embeddings of every record of `split`, in manifest order, on every host, from the first
+    `num_samples` samples of each record (data.lengths.eval_samples(config); None: whole records).
 
     Returns dict(embeddings float32 [N, D], lead_attention float32 [N, 12] (NaN for variants
     without latents), lead_embeddings float32 [N, 12, D] if asked).
@@ -116,7 +118,8 @@ def embed_split(model, params, data_dir: str | os.PathLike, split: str, *,
     emb = lead = att = None
     seen = np.zeros(n, np.int64)
     for b in make_eval_batches(str(data_dir), split, per_host,
-                               process_index=jax.process_index(), process_count=jax.process_count()):
+                               process_index=jax.process_index(), process_count=jax.process_count(),
+                               crop_samples=num_samples):
         g = sharding.global_batch({"signal": np.asarray(b["signal"], np.float32),
                                    "lead_mask": np.asarray(b["lead_mask"], bool),
                                    "valid_length": np.asarray(b["valid_length"], np.int32),

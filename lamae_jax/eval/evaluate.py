@@ -51,15 +51,16 @@ def _json_default(x):
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def embed_all(model, params, data_dir: str, *, batch_size: int = 64, lead_embeddings: bool = False) -> dict:
-    """{split: embed_split result} for train/val/test."""
+def embed_all(model, params, data_dir: str, *, batch_size: int = 64, lead_embeddings: bool = False,
+              num_samples: int | None = None) -> dict:
+    """{split: embed_split result} for train/val/test (first num_samples samples of each record)."""
     from lamae_jax.eval import embed as embedding
 
     out = {}
     for split in SPLITS:
         t0 = time.time()
         out[split] = embedding.embed_split(model, params, data_dir, split, per_host_batch_size=batch_size,
-                                           lead_embeddings=lead_embeddings)
+                                           lead_embeddings=lead_embeddings, num_samples=num_samples)
         print(f"embedded {split}: {out[split]['embeddings'].shape} in {time.time() - t0:.1f} s", flush=True)
     return out
 
@@ -174,6 +175,7 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     import jax
 
     from lamae_jax import models
+    from lamae_jax.data.lengths import eval_samples
     from lamae_jax.eval import embed as embedding
 
     from lamae_jax.train import checkpoints
@@ -184,6 +186,9 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
     if init == "pretrained":
         used_step = _step_of(workdir, step, best)  # clear errors: not a workdir, no checkpoint
     data_dir = embedding.resolve_data_dir(workdir, config, data)
+    if cross_fold and init == "pretrained":  # random weights saw nothing: their control is honest
+        from lamae_jax.eval import leakage
+        leakage.check_cross_fold(workdir, config, data_dir)
     if init == "random":
         used_step = "random"
         check_labels(data_dir)
@@ -203,7 +208,8 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
             cache, embedded = lead_cache, {s: {k: v for k, v in e.items() if k != "lead_embeddings"}
                                            for s, e in with_leads.items()}
     if embedded is None:
-        embedded = embed_all(model, params, data_dir, batch_size=batch_size, lead_embeddings=leads)
+        embedded = embed_all(model, params, data_dir, batch_size=batch_size, lead_embeddings=leads,
+                             num_samples=eval_samples(config))
         if cache and jax.process_index() == 0:
             from lamae_jax.eval.export import write_npz_atomic
             write_npz_atomic(cache, {f"{s}_{k}": v for s in SPLITS for k, v in embedded[s].items()})
@@ -223,6 +229,7 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, step: int | None 
                        "n_boot": n_boot, "seeds": seeds, "fractions": list(fractions),
                        "embedding_dim": int(embedded["test"]["embeddings"].shape[1]),
                        "num_params": models.param_count(params), "init": init, "readout": readout,
+                       "eval_samples": eval_samples(config),
                        "test": "every fold once (cross-fold)" if cross_fold else "test split"}
     default_out = ("eval" if init == "pretrained" else "eval-random") + (
         "" if readout == "default" else f"-{readout}")
@@ -280,8 +287,9 @@ def random_params(config):
 
 def _cache_path(workdir: str, step, data_dir: str, config, lead_embeddings: bool = False) -> pathlib.Path:
     """W/embeddings/step{S}-{checkpoint}-{data}.npz, keyed on the checkpoint's identity (a retrained
-    run saving the same step is another file; random init: the seed and model config) and on the
-    data directory and its manifest, so stale embeddings are never reused."""
+    run saving the same step is another file; random init: the seed and model config), on the
+    data directory and its manifest and on the evaluation length, so stale embeddings are never
+    reused."""
     import hashlib
     import json
 
@@ -295,7 +303,10 @@ def _cache_path(workdir: str, step, data_dir: str, config, lead_embeddings: bool
         ckpt = checkpoints.checkpoint_identity(workdir, step)
     manifest = pathlib.Path(data_dir) / "manifest.csv"
     st = manifest.stat() if manifest.is_file() else None
-    data = f"{os.path.abspath(data_dir)}|{st and (st.st_size, st.st_mtime_ns)}"
+    from lamae_jax.data.lengths import eval_samples
+
+    # the evaluation length too: embeddings of another window are other embeddings
+    data = f"{os.path.abspath(data_dir)}|{st and (st.st_size, st.st_mtime_ns)}|T{eval_samples(config)}"
     tag = hashlib.sha1(data.encode()).hexdigest()[:10]
     leads = "-leads" if lead_embeddings else ""
     return pathlib.Path(workdir).expanduser() / "embeddings" / f"step{step}-{ckpt}-{tag}{leads}.npz"
@@ -398,6 +409,9 @@ def _print_summary(results: dict, out: str) -> None:
         if s.get("n_seeds"):
             print(f"  fraction {key}: macro AUROC {s['macro_auroc']:.4f} "
                   f"[{s['macro_auroc_ci'][0]:.4f}, {s['macro_auroc_ci'][1]:.4f}] over {s['n_seeds']} seed(s)")
+            if s.get("per_fold_macro_auroc"):
+                from lamae_jax.eval.report import fold_cell
+                print(f"    per-fold macro AUROC {fold_cell(s['per_fold_macro_auroc'])}")
         else:
             print(f"  fraction {key}: skipped ({s.get('note')})")
 

@@ -107,13 +107,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ds = PreprocessedECG(data_dir, args.split)
     leads = args.lead_embeddings or args.readout in ("mean", "concat")
+    from lamae_jax.data.lengths import eval_samples
+
     result = embedding.embed_split(model, params, data_dir, args.split,
-                                   per_host_batch_size=args.batch_size, lead_embeddings=leads)
+                                   per_host_batch_size=args.batch_size, lead_embeddings=leads,
+                                   num_samples=eval_samples(config))
     result["embeddings"] = embedding.readout_features(result, ds.manifest["lead_mask"], args.readout)
     if not args.lead_embeddings:
         result.pop("lead_embeddings", None)
     arrays = export_arrays(ds, result, args.split)
     arrays["readout"] = np.asarray(args.readout)
+    arrays["eval_samples"] = np.asarray(eval_samples(config), np.int64)  # the length embedded
     if jax.process_index() == 0:
         path = write_npz_atomic(args.out, arrays)
         print(f"wrote {path}: {len(ds)} records of split {args.split!r}, "

@@ -76,6 +76,7 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
     import jax
 
     from lamae_jax import models
+    from lamae_jax.data.lengths import eval_samples
     from lamae_jax.data.tasks import task_columns
     from lamae_jax.eval import embed as embedding, metrics as eval_metrics, protocol
     from lamae_jax.parallel import sharding
@@ -108,7 +109,7 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
 
     split = {}
     for s in SPLITS:
-        split[s] = loop.load_split(data_dir, s, config.data.crop_samples)
+        split[s] = loop.load_split(data_dir, s, eval_samples(config))
         print(f"loaded {s}: {len(split[s]['labels'])} labelled records", flush=True)
     y_all = {s: split[s]["labels"][:, columns.indices] for s in SPLITS}
     keep, dropped = protocol.select_codes(columns.names, y_all["train"], y_all["test"])
@@ -187,6 +188,7 @@ def finetune_workdir(workdir: str, *, data: str | None = None, task: str = "all"
                         "weight_decay": weight_decay,
                         "warmup": warmup, "batch_size": batch_size, "epochs": epochs, "steps": steps,
                         "patience": patience, "feature_dim": dim, "protocol": "finetune",
+                        "eval_samples": eval_samples(config),
                         "num_params": models.param_count(encoder)},
                "replicates": replicates}
     write_reports(results, out, title=f"Fine-tuning ({mode}, {readout} readout): {config.model.cross_lead} "

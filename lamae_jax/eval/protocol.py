@@ -178,8 +178,10 @@ def run_cross_fold(emb: np.ndarray, labels: np.ndarray, subjects: np.ndarray, fo
     (PTB-XL's 500 records, CPSC's 150) is scored on all its records instead of its one test fold,
     each record by a probe that never saw its subject, tuned on another fold. The out-of-fold
     scores are pooled into one [N, V] matrix per (fraction, seed) and scored with one subject-level
-    bootstrap, so rows of several encoders pair as in `run`. emb [N, D], labels [N, V], subjects
-    [N], folds [N] over the labelled records of every split."""
+    bootstrap, so rows of several encoders pair as in `run`; beside that pooled figure each
+    summary carries per_fold_macro_auroc (fold_spread: every test fold's own macro AUROC, their
+    mean, std, min, max). emb [N, D], labels [N, V], subjects [N], folds [N] over the labelled
+    records of every split."""
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     rotation = fold_rotation(folds, subjects, where)
@@ -189,7 +191,7 @@ def run_cross_fold(emb: np.ndarray, labels: np.ndarray, subjects: np.ndarray, fo
         done = []
         for seed in range(wanted):
             scores = np.zeros(labels.shape, np.float32)
-            n_train, missing_any, chosen = [], {}, {}
+            n_train, missing_any, chosen, per_fold = [], {}, {}, {}
             for test_fold, val_fold in rotation:
                 te = np.flatnonzero(folds == test_fold)
                 va_all = np.flatnonzero(folds == val_fold)
@@ -200,6 +202,8 @@ def run_cross_fold(emb: np.ndarray, labels: np.ndarray, subjects: np.ndarray, fo
                     emb[tr], labels[tr], emb[va], labels[va], emb[te], code_names, l2_grid,
                     f"fraction {fraction:g} seed {seed} test fold {test_fold}")
                 n_train.append(len(tr))
+                per_fold[str(test_fold)] = eval_metrics.evaluate_scores(
+                    scores[te], labels[te], code_names, n_boot=0)["macro_auroc"]
                 chosen[str(test_fold)] = dict(zip(code_names, info["chosen_l2"]))
                 if missing:
                     missing_any[str(test_fold)] = missing
@@ -210,14 +214,32 @@ def run_cross_fold(emb: np.ndarray, labels: np.ndarray, subjects: np.ndarray, fo
                                              n_boot=n_boot, seed=bootstrap_seed, return_replicates=True)
             r.update(fraction=fraction, seed=seed, n_train_records=float(np.mean(n_train)),
                      n_train_records_per_fold=n_train, codes_without_positive=missing_any,
-                     chosen_l2_per_test_fold=chosen)
+                     chosen_l2_per_test_fold=chosen, per_fold_macro_auroc=per_fold)
             done.append(r)
             _report(r, fraction, seed, int(np.mean(n_train)))
         summarise_fraction(fraction, done, summary, replicates, settings)
+        summary[f"{fraction:g}"]["per_fold_macro_auroc"] = fold_spread(done)
     return {"codes": list(code_names), "n_test_records": int(len(labels)),
             "n_test_subjects": int(np.unique(subjects).size),
             "protocol": {"cross_fold": [list(t) for t in rotation]},
             "settings": settings, "summary": summary, "skipped": skipped, "replicates": replicates}
+
+
+def fold_spread(done: list) -> dict:
+    """Spread of the folds beside the pooled AUROC: each test fold's own macro AUROC (over the
+    codes with both classes in that fold; mean over the seeds) and their mean, std (population,
+    ddof 0), min and max over the folds. The pooled figure scores all out-of-fold records at once;
+    a wide spread says that one fold's number alone would have been luck."""
+    folds = sorted({f for r in done for f in r["per_fold_macro_auroc"]}, key=int)
+    per = {}
+    for f in folds:
+        v = np.array([r["per_fold_macro_auroc"].get(f, np.nan) for r in done], np.float64)
+        per[f] = float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else None
+    vals = np.array([v for v in per.values() if v is not None], np.float64)
+    stats = ({"mean": float(vals.mean()), "std": float(vals.std()), "min": float(vals.min()),
+              "max": float(vals.max())} if vals.size else
+             {"mean": None, "std": None, "min": None, "max": None})
+    return {"per_fold": per, "n_folds": int(vals.size), **stats}
 
 
 def paired_differences(rows: dict, reference: str = "latent") -> dict:

@@ -16,6 +16,14 @@ def _fmt(x, ci=None) -> str:
     return s
 
 
+def fold_cell(spread: dict | None) -> str:
+    """'0.812 ± 0.021 [0.780, 0.840] (5 folds)' from protocol.fold_spread, '–' without it."""
+    if not spread or spread.get("mean") is None:
+        return "–"
+    return (f"{spread['mean']:.3f} ± {spread['std']:.3f} [{spread['min']:.3f}, {spread['max']:.3f}] "
+            f"({spread['n_folds']} folds)")
+
+
 def markdown(results: dict, title: str = "Linear probe on frozen embeddings") -> str:
     """Macro table per label fraction, then a per-code table of the largest fraction."""
     meta = results.get("meta", {})
@@ -26,15 +34,22 @@ def markdown(results: dict, title: str = "Linear probe on frozen embeddings") ->
                   f"evaluated), test: {results['n_test_records']} records / "
                   f"{results['n_test_subjects']} subjects, bootstrap over test subjects "
                   f"({meta.get('n_boot')} replicates, 95 % intervals).", ""]
+    folds = any(s.get("per_fold_macro_auroc") for s in results["summary"].values())
     lines += ["| label fraction | train records | seeds | macro AUROC [95 % CI] | ± sd over seeds "
-              "| macro AUPRC [95 % CI] |", "|---|---|---|---|---|---|"]
+              + ("| per-fold macro AUROC mean ± sd [min, max] " if folds else "")
+              + "| macro AUPRC [95 % CI] |", "|---|---|---|---|---|" + ("---|" if folds else "") + "---|"]
     for key, s in results["summary"].items():
         if not s.get("n_seeds"):
-            lines.append(f"| {key} | – | 0 | skipped: {s.get('note', '')} | | |")
+            lines.append(f"| {key} | – | 0 | skipped: {s.get('note', '')} | | |" + (" |" if folds else ""))
             continue
         lines.append(f"| {key} | {s['n_train_records']:.0f} | {s['n_seeds']} | "
                      f"{_fmt(s['macro_auroc'], s['macro_auroc_ci'])} | {s['macro_auroc_std']:.3f} | "
-                     f"{_fmt(s['macro_auprc'], s['macro_auprc_ci'])} |")
+                     + (f"{fold_cell(s.get('per_fold_macro_auroc'))} | " if folds else "")
+                     + f"{_fmt(s['macro_auprc'], s['macro_auprc_ci'])} |")
+    if folds:
+        lines += ["", "Cross-fold: the macro AUROC scores every record out of fold at once (pooled); "
+                  "beside it the spread of the folds, each test fold's own macro AUROC (over the codes "
+                  "with both classes in it)."]
     if results.get("skipped"):
         per: dict[str, list[int]] = {}
         for d in results["skipped"]:

@@ -41,36 +41,48 @@ class LAMAE(nn.Module):
                                d.num_leads, d.patch_size, d.mlp_ratio, d.dropout, dtype, d.remat,
                                d.attention_impl, d.latent_scope, d.decoder_self_attention)
 
-    def _normalise(self, signal, lead_mask, sample_valid):
+    def _normalise(self, signal, lead_mask, visible, sample_valid):
         """Amplitude scaling (model.input_norm, input_scale) -> (scaled signal, offset, scale),
-        where signal_mv = scaled * scale + offset ([B, L, 1] each). Only `record` lets a
-        statistic cross leads (so `none` is truly independent-lead under fixed or lead).
-        Statistics use the samples of present leads inside `sample_valid` [B, 1, T] only."""
+        where signal_mv = scaled * scale + offset ([B, L, 1] each).
+
+        Statistics use the samples inside `sample_valid` [B, 1, T] of the `visible` [B, L] leads
+        only (present and not masked whole), so a held-out lead's values change neither how the
+        visible leads are scaled nor its own offset / scale (no leakage into the inputs, the
+        targets of the other leads or lead reconstruction's de-normalisation). `lead`: a present
+        lead that is not visible has no statistics of its own to use; it takes the record-wide
+        ones of the visible leads (its target and its mV are in the visible leads' units).
+        Statistics cross leads only under `record` and that fallback, so `none` stays
+        independent-lead in its inputs under fixed or lead. encode() passes visible = lead_mask."""
         d = self.dims
-        present = lead_mask[..., None].astype(jnp.float32)
-        weight = present * sample_valid.astype(jnp.float32)  # [B, L, T]
-        if d.input_norm == "record":
-            count = jnp.maximum(weight.sum(axis=(1, 2), keepdims=True), 1.0)
-            mean = (signal * weight).sum(axis=(1, 2), keepdims=True) / count
-            var = (((signal - mean) ** 2) * weight).sum(axis=(1, 2), keepdims=True) / count
-            mean = jnp.broadcast_to(mean, lead_mask.shape + (1,))
-            var = jnp.broadcast_to(var, lead_mask.shape + (1,))
-        elif d.input_norm == "lead":
-            count = jnp.maximum(weight.sum(axis=-1, keepdims=True), 1.0)
-            mean = (signal * weight).sum(axis=-1, keepdims=True) / count
-            var = (((signal - mean) ** 2) * weight).sum(axis=-1, keepdims=True) / count
+        weight = visible[..., None].astype(jnp.float32) * sample_valid.astype(jnp.float32)  # [B, L, T]
+
+        def stats(axis):
+            count = jnp.maximum(weight.sum(axis=axis, keepdims=True), 1.0)
+            mean = (signal * weight).sum(axis=axis, keepdims=True) / count
+            var = (((signal - mean) ** 2) * weight).sum(axis=axis, keepdims=True) / count
+            return mean, var
+
+        shape = lead_mask.shape + (1,)
+        if d.input_norm in ("record", "lead"):
+            mean, var = (jnp.broadcast_to(x, shape) for x in stats((1, 2)))
+            if d.input_norm == "lead":  # visible leads: their own; the others: the fallback
+                own_mean, own_var = stats(-1)
+                mean = jnp.where(visible[..., None], own_mean, mean)
+                var = jnp.where(visible[..., None], own_var, var)
         else:  # fixed: mV x input_scale
-            mean = jnp.zeros(lead_mask.shape + (1,), jnp.float32)
-            var = jnp.ones(lead_mask.shape + (1,), jnp.float32)
+            mean = jnp.zeros(shape, jnp.float32)
+            var = jnp.ones(shape, jnp.float32)
         # A flat record must not blow up: floor the std at 10 uV.
         scale = jnp.sqrt(jnp.maximum(var, 1e-4)) / d.input_scale
         scaled = jnp.where(lead_mask[..., None] & sample_valid, (signal - mean) / scale, 0.0)
-        return scaled, mean * present, scale
+        return scaled, mean * lead_mask[..., None].astype(jnp.float32), scale
 
     def _inputs(self, signal, lead_mask, lead_ids, valid_length=None):
-        """-> (patches [B, L, N, P], lead_mask, lead_ids, (offset, scale), patch_valid [B, N] bool
-        or None). valid_length [B] (samples of real signal; the rest is zero padding): a patch is
-        valid when it lies wholly inside it. None: every patch is real."""
+        """-> (signal [B, L, T] float32 mV with missing leads zeroed, lead_mask, lead_ids,
+        sample_valid [B, 1, T] bool, patch_valid [B, N] bool or None). valid_length [B] (samples
+        of real signal; the rest is zero padding): a patch is valid when it lies wholly inside it.
+        None: every patch is real. Scaling (_normalise) comes after masking: it reads visible
+        leads only."""
         b, l = signal.shape[:2]
         if signal.ndim != 3 or l != self.dims.num_leads:
             raise ValueError(f"signal must be [B, {self.dims.num_leads}, T], got {signal.shape}")
@@ -78,6 +90,8 @@ class LAMAE(nn.Module):
             raise ValueError(f"lead_mask must be [{b}, {l}], got {lead_mask.shape}")
         lead_mask = lead_mask.astype(bool)
         t, p = signal.shape[-1], self.dims.patch_size
+        if t % p:
+            raise ValueError(f"signal length {t} is not a multiple of model.patch_size={p}")
         if valid_length is None:
             sample_valid, patch_valid = jnp.ones((b, 1, t), bool), None
         else:
@@ -87,13 +101,11 @@ class LAMAE(nn.Module):
             sample_valid = (jnp.arange(t, dtype=jnp.int32)[None] < valid_length)[:, None, :]
             patch_valid = (jnp.arange(1, t // p + 1, dtype=jnp.int32)[None] * p) <= valid_length
         signal = jnp.where(lead_mask[..., None], signal.astype(jnp.float32), 0.0)
-        signal, offset, scale = self._normalise(signal, lead_mask, sample_valid)
         if lead_ids is None:
             lead_ids = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
         elif lead_ids.shape != (b, l):
             raise ValueError(f"lead_ids must be [{b}, {l}], got {lead_ids.shape}")
-        return (patchify(signal, p), lead_mask, lead_ids.astype(jnp.int32), (offset, scale),
-                patch_valid)
+        return signal, lead_mask, lead_ids.astype(jnp.int32), sample_valid, patch_valid
 
     def _encode_tokens(self, tokens, valid, deterministic, token_valid=None):
         """tokens [B, L, n, D], valid [B, L] (leads whose tokens may be read), token_valid
@@ -154,11 +166,15 @@ class LAMAE(nn.Module):
         projection_mask [B, L] (leads with visible tokens).
         """
         d = self.dims
-        patches, lead_mask, lead_ids, (offset, scale), patch_valid = self._inputs(
+        signal, lead_mask, lead_ids, sample_valid, patch_valid = self._inputs(
             signal, lead_mask, lead_ids, valid_length)
-        b, l, n = patches.shape[:3]
+        b, l, n = signal.shape[0], signal.shape[1], signal.shape[2] // d.patch_size
+        # the mask first (it does not read the signal), then scaling from the visible leads only
         m = sample_masking(self.make_rng("mask"), lead_mask, n, d.num_masked(n),
                            d.whole_lead_mask_prob, held_out, patch_valid)
+        scaled, offset, scale = self._normalise(signal, lead_mask, lead_mask & ~m.whole_lead,
+                                                sample_valid)
+        patches = patchify(scaled, d.patch_size)
         tokens = gather_tokens(self.tokenizer(patches, lead_ids), m.ids_keep)
         valid_patches = (jnp.ones((b, l, n), bool) if patch_valid is None
                          else jnp.broadcast_to(patch_valid[:, None, :], (b, l, n)))
@@ -196,8 +212,10 @@ class LAMAE(nn.Module):
         """No masking, deterministic. Returns (ecg_embedding [B, D], aux) with aux
         lead_embeddings [B, L, D] (zeros for missing leads) and lead_attention [B, L] or None.
         valid_length [B] (optional): patches past it are neither read nor pooled."""
-        patches, lead_mask, lead_ids, _, patch_valid = self._inputs(
+        signal, lead_mask, lead_ids, sample_valid, patch_valid = self._inputs(
             signal, lead_mask, lead_ids, valid_length)
+        patches = patchify(self._normalise(signal, lead_mask, lead_mask, sample_valid)[0],
+                           self.dims.patch_size)
         b, l, n = patches.shape[:3]
         token_valid = None if patch_valid is None else jnp.broadcast_to(
             patch_valid[:, None, :], (b, l, n))

@@ -30,7 +30,11 @@ def _cell(s: dict | None) -> str:
     if not s or not s.get("n_seeds"):
         return "skipped"
     lo, hi = s["macro_auroc_ci"]
-    return f"{s['macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
+    out = f"{s['macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
+    spread = s.get("per_fold_macro_auroc")  # cross-fold: the folds' spread beside the pooled figure
+    if spread and spread.get("mean") is not None:
+        out += f"; folds {spread['mean']:.3f} ± {spread['std']:.3f} [{spread['min']:.3f}, {spread['max']:.3f}]"
+    return out
 
 
 def row_name(variant: str, readout: str, init: str = "pretrained") -> str:
@@ -70,7 +74,9 @@ def comparison_markdown(rows: dict, fractions, meta: dict, diffs: dict | None = 
              f"Config `{meta['config']}`, {meta['total_steps']} steps of batch {meta['batch_size']} each, "
              f"pretraining data `{meta['data_dir']}`, probed on `{meta.get('eval_data_dir')}`, "
              f"codes: {meta['codes']}, seeds {meta['seeds']}, checkpoint: the last step, "
-             f"scored on: {meta.get('test', 'test split')}; "
+             f"scored on: {meta.get('test', 'test split')}"
+             + ("" if "cross-fold" not in str(meta.get("test")) else " (pooled AUROC; after `folds`: "
+                "mean ± sd [min, max] of each test fold's own macro AUROC)") + "; "
              f"test macro AUROC of a linear probe [95 % bootstrap CI over test subjects]. "
              f"Readouts: mean (of the present leads), concat (12 lead embeddings), latent (latent mean); "
              f"rows marked `random init` are the control: the same architecture and readout with random "
@@ -237,6 +243,7 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
     pretraining run was preempted (rerun to resume)."""
     import jax
 
+    from lamae_jax.data.lengths import eval_samples
     from lamae_jax.eval import evaluate, report as eval_report
     from lamae_jax.studies import lead_reconstruction
     from lamae_jax.eval.embed import readouts_of
@@ -265,7 +272,7 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                       "saved); rerun the same command to resume", flush=True)
                 return 3
         data_dir = data_dir or summary["data_dir"]
-        flops = model_flops(config.model, config.data.crop_samples)
+        flops = {**model_flops(config.model, eval_samples(config)), "eval_samples": eval_samples(config)}
         inits = ("pretrained", "random") if random_control else ("pretrained",)
         # the per-lead readouts first: their embedding pass serves the latent readout too
         ordered = sorted(readouts_of(config.model.cross_lead), key=lambda r: r == "latent")
@@ -313,6 +320,7 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
                 "eval_data_dir": eval_data or data_dir, "checkpoint": "last step",
                 "test": "every fold once (cross-fold)" if cross_fold else "test split",
                 "whole_lead_mask_prob": config.model.whole_lead_mask_prob,
+                "eval_samples": eval_samples(config),  # every row's FLOPs, probe and leads read this
                 "align": (meta or {}).get("align"), "levers": (meta or {}).get("levers", {})}
         if v == "align":
             meta["align"] = {k: config.model[k] for k in
@@ -322,11 +330,14 @@ def compare_variants(configs: dict, out, *, train_fn=None, data=None, fractions=
     table = {v: {"macro_auroc": {k: s.get("macro_auroc") for k, s in r["results"]["summary"].items()},
                  "macro_auroc_ci": {k: s.get("macro_auroc_ci") for k, s in r["results"]["summary"].items()},
                  "macro_auprc": {k: s.get("macro_auprc") for k, s in r["results"]["summary"].items()},
+                 **({"per_fold_macro_auroc": {k: s.get("per_fold_macro_auroc")
+                                              for k, s in r["results"]["summary"].items()}}
+                    if any(s.get("per_fold_macro_auroc") for s in r["results"]["summary"].values()) else {}),
                  "per_code_auroc": {k: {c: e.get("auroc") for c, e in (s.get("per_code") or {}).items()}
                                     for k, s in r["results"]["summary"].items()},
                  **{k: r.get(k) for k in ("variant", "readout", "init", "val_loss", "params", "train_seconds",
                                           "step", "encode_gflops", "pretrain_forward_gflops",
-                                          "shared_with")},
+                                          "eval_samples", "shared_with")},
                  "results": os.path.join(r["eval_dir"], "results.json")}
              for v, r in rows.items()}
     diffs = {**readout_differences(rows), **control_differences(rows)}

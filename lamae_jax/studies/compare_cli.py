@@ -120,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"unknown label task {args.codes!r}; synthetic data offers ['all', 'salient']")
     except (ValueError, FileNotFoundError) as e:
         ap.error(f"--task: {e}")
+    if args.cross_fold:  # before any training: the variants would be scored on their own pretraining data
+        from lamae_jax.eval.leakage import pretraining_overlap
+        why = pretraining_overlap(args.data or root or "synthetic", probed or "synthetic")
+        if why:
+            ap.error(f"--cross-fold refused: the variants pretrain on {args.data or root or 'synthetic'} "
+                     f"and would be probed on {probed or 'synthetic'}: {why}. Cross-fold scores every "
+                     "record, the pretraining ones included (leakage): probe other data with "
+                     "--eval-data, or drop --cross-fold")
 
     from lamae_jax.parallel import distributed
     distributed.maybe_initialize()

@@ -143,6 +143,7 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, split: str = "tes
     import pathlib
 
     from lamae_jax import models
+    from lamae_jax.data.lengths import eval_samples
     from lamae_jax.data.pipeline import make_eval_batches
     from lamae_jax.eval import embed as embedding
     from lamae_jax.eval.evaluate import random_params
@@ -160,10 +161,10 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, split: str = "tes
     model_config.whole_lead_mask_prob = 0.0
     reconstruct = model_reconstructor(models.build(model_config), params)
     batches = make_eval_batches(str(data_dir), split, batch_size, process_index=0, process_count=1,
-                                crop_samples=config.data.crop_samples)
+                                crop_samples=eval_samples(config))
     results = {"meta": {"workdir": str(workdir), "data_dir": str(data_dir), "split": split,
                         "step": used_step, "init": init, "cross_lead": config.model.cross_lead,
-                        "mask_ratio": mask_ratio},
+                        "mask_ratio": mask_ratio, "eval_samples": eval_samples(config)},
                "scenarios": lead_reconstruction(reconstruct, batches, scenarios)}
     out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir).expanduser() / "lead_reconstruction"
     out.mkdir(parents=True, exist_ok=True)

@@ -65,9 +65,11 @@ def make_train_iterator(config: ml_collections.ConfigDict, data_dir: str):
 
 def make_eval_iterator(config: ml_collections.ConfigDict, data_dir: str):
     from lamae_jax.data import pipeline, sources
+    from lamae_jax.data.lengths import eval_samples
     return pipeline.make_eval_batches(
         sources.primary(data_dir), "val", per_host_batch_size=config.batch_size // jax.process_count(),
-        process_index=jax.process_index(), process_count=jax.process_count())
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        crop_samples=eval_samples(config))  # the length every evaluation reads
 
 
 def resolve_data_dir(config: ml_collections.ConfigDict) -> str:

@@ -103,3 +103,31 @@ def test_model_reconstruction_of_a_held_out_lead_reads_the_others_only_across_le
     assert a.shape == x.shape
     changed = float(np.abs(a[:, 2] - b[:, 2]).max())
     assert (changed > 1e-4) == reads_others, changed
+
+
+@pytest.mark.parametrize("input_norm", ["record", "lead"])
+def test_reconstruction_in_mv_never_reads_the_held_out_leads_own_values(input_norm):
+    """The model's scaling statistics come from the visible leads (lead norm: the held-out lead
+    falls back to their record-wide ones), so the rebuilt mV of a held-out lead, offset and
+    scale included, is the same whatever that lead held; the visible leads' too."""
+    import jax
+
+    from lamae_jax import models
+
+    c = ml_collections.ConfigDict(dict(size="tiny", cross_lead="latent", dtype="float32",
+                                       num_samples=T, mask_ratio=0.0, input_norm=input_norm))
+    model = models.build(c)
+    x = limb_consistent(np.random.default_rng(4), 2)
+    lead_mask = np.ones((2, 12), bool)
+    params = model.init({"params": jax.random.key(0), "mask": jax.random.key(1)}, x, lead_mask)["params"]
+    recon = lr.model_reconstructor(model, params)
+    held = np.zeros((2, 12), bool)
+    held[:, 6:] = True  # V1-V6 from the limb leads
+    a = recon(x, lead_mask, held, np.full(2, T))
+    y = x.copy()
+    y[:, 6:] = 30.0 * y[:, 6:] + 5.0
+    b = recon(y, lead_mask, held, np.full(2, T))
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+    z = x.copy()
+    z[:, :2] = 3.0 * z[:, :2] + 1.0  # a visible lead: the reconstruction does follow it
+    assert not np.allclose(recon(z, lead_mask, held, np.full(2, T))[:, 6:], a[:, 6:], atol=1e-3)
