@@ -39,6 +39,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # the decoder's within-lead self-attention; False (latent only): masked patches read only the
     # latents, so the decoder cannot bypass the cross-lead path
     c.model.decoder_self_attention = True
+    # cross_lead=joint only: "joint" = the decoder self-attends over all leads' tokens together;
+    # "lead" = each lead decoded separately (ST-MEM's lead-wise decoder; weights shared).
+    c.model.joint_decoder = "joint"
+    # ST-MEM's patch embedding: LayerNorm over each patch's samples, the linear map, a LayerNorm
+    # over the width (False: the linear map alone). Targets stay the un-normalised patches.
+    c.model.patch_norm = False
     # amplitude scaling inside the model (training, evaluation and embed() alike): fixed (mV x
     # input_scale; keeps absolute amplitude) | record | lead (z-scores). Raw mV (scale 1) next to
     # unit-size position embeddings does not learn; 5 brings a typical lead (0.2 mV std) to ~1.

@@ -3,7 +3,9 @@
 `latent`: self-attention within each lead and cross-attention to the latents (the only path
 between leads); with `self_attention=False` the within-lead self-attention is dropped, so a masked
 patch is rebuilt from the latents alone and the decoder cannot ignore them. `none` / `align`: self-attention within each lead only. `joint`: one self-attention over
-all leads' tokens (ST-MEM style). Missing leads are padded out of every key set.
+all leads' tokens (joint_decoder="joint"), or within each lead only (joint_decoder="lead", ST-MEM's
+lead-wise decoder: leads then meet in the encoder alone). Missing leads are padded out of every key
+set.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Decoder(nn.Module):
     attention_impl: str | None = None
     latent_scope: str = "global"
     self_attention: bool = True  # within-lead self-attention (`latent` may turn it off)
+    joint_decoder: str = "joint"  # cross_lead=joint: "joint" (all leads' tokens) | "lead"
 
     @nn.compact
     def __call__(self, visible, ids_restore, patch_mask, lead_ids, lead_mask, latents=None, *,
@@ -59,7 +62,7 @@ class Decoder(nn.Module):
         keys = jnp.broadcast_to(lead_mask[:, :, None], (b, l, n))
         if patch_valid is not None:
             keys = keys & patch_valid[:, None, :]
-        if self.cross_lead == "joint":
+        if self.cross_lead == "joint" and self.joint_decoder == "joint":
             x = blocks(x.reshape(b, l * n, self.width), keys.reshape(b, l * n),
                        deterministic=deterministic)
         else:

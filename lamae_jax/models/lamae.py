@@ -26,7 +26,7 @@ class LAMAE(nn.Module):
     def setup(self):
         d = self.dims
         dtype = jnp.dtype(d.dtype)
-        self.tokenizer = LeadTokenizer(d.encoder_width, d.num_leads, dtype)
+        self.tokenizer = LeadTokenizer(d.encoder_width, d.num_leads, dtype, d.patch_norm)
         self.encoder = Transformer(d.encoder_depth, d.encoder_heads, d.mlp_ratio, d.dropout, dtype,
                                    remat=d.remat, attention_impl=d.attention_impl)
         if d.cross_lead == "latent":
@@ -39,7 +39,8 @@ class LAMAE(nn.Module):
                                              nn.Dense(d.projection_dim, kernel_init=xavier)])
         self.decoder = Decoder(d.cross_lead, d.decoder_width, d.decoder_depth, d.decoder_heads,
                                d.num_leads, d.patch_size, d.mlp_ratio, d.dropout, dtype, d.remat,
-                               d.attention_impl, d.latent_scope, d.decoder_self_attention)
+                               d.attention_impl, d.latent_scope, d.decoder_self_attention,
+                               d.joint_decoder)
 
     def _normalise(self, signal, lead_mask, visible, sample_valid):
         """Amplitude scaling (model.input_norm, input_scale) -> (scaled signal, offset, scale),

@@ -12,6 +12,7 @@ from typing import Any
 CROSS_LEAD = ("latent", "none", "joint", "align")
 LATENT_SCOPES = ("time", "global")
 INPUT_NORMS = ("fixed", "record", "lead")
+JOINT_DECODERS = ("joint", "lead")
 
 # encoder/decoder widths, depths and heads; latents. `base` is the paper scale (ViT-B encoder).
 SIZES: dict[str, dict[str, int]] = {
@@ -54,6 +55,11 @@ class ModelDims:
     # The decoder's within-lead self-attention. False (`latent` only): a masked patch sees only
     # the latents, so the cross-lead path is the sole route to its context.
     decoder_self_attention: bool = True
+    # cross_lead=joint: "joint" = one decoder self-attention over all leads' tokens; "lead" = each
+    # lead decoded on its own (ST-MEM), so leads meet only in the encoder.
+    joint_decoder: str = "joint"
+    # ST-MEM's tokenizer: LayerNorm(patch) -> linear -> LayerNorm(width) instead of the linear map.
+    patch_norm: bool = False
     # Amplitude scaling inside the model, so training, evaluation and embed() see the same:
     # fixed = mV x input_scale (keeps absolute amplitude, which is diagnostic, and the linear
     # relations between leads, e.g. III = II - I; lets nothing cross leads); record = z-score over
@@ -93,6 +99,12 @@ def resolve(model_config: Any) -> ModelDims:
         value = get(name, 0) or 0
         if value > 0:
             dims[name] = int(value)
+    joint_decoder = get("joint_decoder", "joint")
+    if joint_decoder not in JOINT_DECODERS:
+        raise ValueError(f"model.joint_decoder={joint_decoder!r}: use one of {JOINT_DECODERS}")
+    if joint_decoder != "joint" and cross_lead != "joint":
+        raise ValueError(f"model.joint_decoder={joint_decoder!r} applies to cross_lead='joint' only "
+                         f"(the decoder of {cross_lead!r} is always lead-wise): leave it 'joint'")
     impl = get("attention_impl", "") or None
     if impl not in (None, "xla", "cudnn"):
         raise ValueError(f"model.attention_impl={impl!r}: use '', 'xla' or 'cudnn'")
@@ -109,6 +121,8 @@ def resolve(model_config: Any) -> ModelDims:
         attention_impl=impl,
         latent_scope=scope,
         decoder_self_attention=bool(get("decoder_self_attention", True)),
+        joint_decoder=joint_decoder,
+        patch_norm=bool(get("patch_norm", False)),
         input_norm=input_norm,
         input_scale=float(get("input_scale", 5.0)),
         **dims,

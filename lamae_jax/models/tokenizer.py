@@ -25,17 +25,26 @@ def sincos_1d(num_positions: int, width: int) -> np.ndarray:
 
 
 class LeadTokenizer(nn.Module):
-    """Patches -> tokens [B, L, N, D]; the lead embedding follows `lead_ids` (permutation-safe)."""
+    """Patches -> tokens [B, L, N, D]; the lead embedding follows `lead_ids` (permutation-safe).
+
+    patch_norm (ST-MEM's to_patch_embedding): LayerNorm over each patch's P samples before the
+    linear map and LayerNorm over the width after it (torch's eps 1e-5, learned affine), so every
+    token starts from a unit-scale patch shape whatever the lead's amplitude."""
 
     width: int
     num_leads: int
     dtype: Any = jnp.float32
+    patch_norm: bool = False
 
     @nn.compact
     def __call__(self, patches: jnp.ndarray, lead_ids: jnp.ndarray) -> jnp.ndarray:
+        if self.patch_norm:
+            patches = nn.LayerNorm(epsilon=1e-5, dtype=jnp.float32, name="patch_ln")(patches)
         # MAE's init: xavier_uniform for the patch embedding, as for every other linear map.
         x = nn.Dense(self.width, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform(),
                      name="patch_embed")(patches)
+        if self.patch_norm:
+            x = nn.LayerNorm(epsilon=1e-5, dtype=jnp.float32, name="embed_ln")(x)
         pos = sincos_1d(patches.shape[2], self.width)
         lead = nn.Embed(self.num_leads, self.width, embedding_init=nn.initializers.normal(0.02),
                         name="lead_embed")(lead_ids)
