@@ -319,11 +319,6 @@ def measure_loader(data_dir, batch_size: int = 256, num_workers: int = 0, second
     return out
 
 
-def measure_loader_rate(data_dir, batch_size: int = 256, num_workers: int = 0, seconds: float = 10.0,
-                        **loader_kwargs) -> float:
-    """Training-loader throughput in ECG/s (wall clock): measure_loader's 'ecg_per_s'."""
-    return measure_loader(data_dir, batch_size, num_workers, seconds, **loader_kwargs)["ecg_per_s"]
-
 
 class EvalBatch:
     """Map fn: batch number -> eval batch of this host's rows (padding rows: valid=False, zeros)."""

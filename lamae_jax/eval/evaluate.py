@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lamae_jax.jsonio import json_default, write_json_atomic
 from lamae_jax.cli_help import HelpFormatter
 
 from lamae_jax.eval import probe
@@ -42,13 +43,6 @@ def label_fractions(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"label fractions must be in (0, 1], got {text!r}")
     return values
 
-
-def _json_default(x):
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 def embed_all(model, params, data_dir: str, *, batch_size: int = 64, lead_embeddings: bool = False,
@@ -149,10 +143,7 @@ def write_reports(results: dict, out_dir: pathlib.Path, embedded: dict | None = 
                 att, out_dir / "lead_attention.png", lead_mask=ds.manifest["lead_mask"],
                 labels=ds.label_matrix(), code_names=ds.vocabulary,
                 title="Per-lead latent attention, test split")
-    tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps({k: v for k, v in results.items() if k != "replicates"}, indent=1,
-                              default=_json_default))
-    os.replace(tmp, out_dir / "results.json")
+    write_json_atomic(out_dir / "results.json", {k: v for k, v in results.items() if k != "replicates"}, indent=1)
     (out_dir / "results.md").write_text(eval_report.markdown(results, title or "Linear probe"))
     eval_report.plot_label_efficiency({results.get("meta", {}).get("cross_lead", "model"):
                                        results["summary"]}, out_dir / "label_efficiency.png")
@@ -260,7 +251,7 @@ def evaluate_with_control(workdir: str, *, out_dir: str | None = None, **kw) -> 
                       for k, v in r["results"]["summary"].items()} for init, r in rows.items()}
     control = {"meta": rows["pretrained"]["results"]["meta"], "summary": summary,
                "pretrained_minus_random": diffs}
-    (out / "control.json").write_text(json.dumps(control, indent=1, default=_json_default))
+    (out / "control.json").write_text(json.dumps(control, indent=1, default=json_default))
     lines = ["# Pretrained encoder vs its random-init control", "",
              f"Same architecture, same protocol and bootstrap resamples; codes: {kw.get('codes', 'all')}; "
              f"checkpoint step {control['meta']['step']}.", "",
@@ -343,7 +334,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="checkpoint step (default: the latest, as export, Embedder and attention_plots)")
     ap.add_argument("--best", action="store_true",
                     help="the lowest validation loss instead (not comparable across variants or data)")
-    ap.add_argument("--latest", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     ap.add_argument("--label-fractions", type=label_fractions, default=[0.01, 0.1, 1.0],
                     help="fractions of training subjects with labels (default 0.01,0.1,1.0)")
     ap.add_argument("--task", "--codes", dest="codes", metavar="TASK", default="all",
@@ -375,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lamae_jax.parallel import distributed
     distributed.maybe_initialize()
-    kw = dict(data=args.data, step=args.step, best=args.best and not args.latest, codes=args.codes,
+    kw = dict(data=args.data, step=args.step, best=args.best, codes=args.codes,
               fractions=args.label_fractions, seeds=args.seeds, n_boot=args.bootstrap,
               batch_size=args.batch_size, cache_embeddings=not args.no_cache,
               cross_fold=args.cross_fold)

@@ -18,26 +18,19 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import pathlib
 import sys
 
 import numpy as np
 
+from lamae_jax.jsonio import write_json_atomic
 from lamae_jax.cli_help import HelpFormatter
 from lamae_jax.eval import finetune_loop as loop
 from lamae_jax.eval.evaluate import label_fractions
 
 SPLITS = ("train", "val", "test")
 
-
-def _json_default(x):
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 def save_params(path: pathlib.Path, params: dict) -> None:
@@ -215,10 +208,7 @@ def write_reports(results: dict, out_dir: pathlib.Path, title: str = "Fine-tunin
     from lamae_jax.eval import report as eval_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps({k: v for k, v in results.items() if k != "replicates"}, indent=1,
-                              default=_json_default))
-    os.replace(tmp, out_dir / "results.json")
+    write_json_atomic(out_dir / "results.json", {k: v for k, v in results.items() if k != "replicates"}, indent=1)
     (out_dir / "results.md").write_text(eval_report.markdown(results, title))
     meta = results.get("meta", {})
     eval_report.plot_label_efficiency({f"{meta.get('cross_lead', 'model')} fine-tuned ({meta.get('mode')})":
@@ -269,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="checkpoint step (default: the latest, as export, Embedder and attention_plots)")
     ap.add_argument("--best", action="store_true",
                     help="the lowest validation loss instead (not comparable across variants or data)")
-    ap.add_argument("--latest", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the CIs")
     ap.add_argument("--log-every", type=int, default=20, help="steps between progress lines")
     ap.add_argument("--no-save", action="store_true", help="do not write params/*.npz")
@@ -285,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps, lr=args.lr, layer_decay=args.layer_decay, weight_decay=args.weight_decay,
             warmup=args.warmup, batch_size=args.batch_size, patience=args.patience,
             head_lr_mult=args.head_lr_mult, step=args.step,
-            best=args.best and not args.latest, n_boot=args.bootstrap, out_dir=args.out, log_every=args.log_every,
+            best=args.best, n_boot=args.bootstrap, out_dir=args.out, log_every=args.log_every,
             save=not args.no_save)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -111,19 +111,16 @@ def _decay_mask(params):
     return jax.tree_util.tree_map_with_path(lambda p, _: _keys(p)[-1] in ("kernel", "w"), params)
 
 
-def make_schedule(lr: float, total_steps: int, warmup_steps: int) -> optax.Schedule:
-    """Linear warmup 0 -> lr over warmup_steps, cosine to 0 at total_steps."""
-    warmup_steps = max(0, min(int(warmup_steps), int(total_steps) - 1))
-    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup_steps, max(int(total_steps), warmup_steps + 1))
-
-
 def make_optimizer(params: dict, *, lr: float, total_steps: int, warmup_steps: int,
                    weight_decay: float, layer_decay: float, depth: int, mode: str,
                    head_lr_mult: float = 1.0):
     """AdamW with warmup + cosine, lr x layer_decay^(depth + 1 - layer) per encoder depth, the
     head at lr x head_lr_mult (it starts from zero while the encoder starts trained), global-norm
     clipping 1.0; frozen leaves get zero updates. Returns (tx, schedule)."""
-    schedule = make_schedule(lr, total_steps, warmup_steps)
+    from lamae_jax.train.state import warmup_cosine
+
+    # warmup ends before the last step, so a short fine-tune still reaches its cosine
+    schedule = warmup_cosine(lr, total_steps, max(0, min(int(warmup_steps), int(total_steps) - 1)))
     ids = layer_ids(params, depth, mode)
     labels = jax.tree.map(lambda i: "frozen" if i < 0 else f"layer{i}", ids)
     transforms = {"frozen": optax.set_to_zero()}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging as std_logging
-import os
 import signal
 from typing import Any
 

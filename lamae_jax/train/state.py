@@ -35,9 +35,15 @@ def peak_lr(config) -> float:
 
 
 def make_schedule(config) -> optax.Schedule:
-    """Linear warmup 0 -> peak, then cosine to 0 at total_steps (a run shorter than warmup stays in it)."""
-    lr, warm = peak_lr(config), max(int(config.optim.warmup_steps), 0)
-    decay = max(int(config.total_steps) - warm, 1)
+    """Pretraining's schedule: warmup_cosine at the batch-scaled peak rate."""
+    return warmup_cosine(peak_lr(config), config.total_steps, config.optim.warmup_steps)
+
+
+def warmup_cosine(lr: float, total_steps: int, warmup_steps: int) -> optax.Schedule:
+    """Linear warmup 0 -> lr, then cosine to 0 at total_steps (a run shorter than warmup stays in
+    it). The one schedule of pretraining and fine-tuning."""
+    warm = max(int(warmup_steps), 0)
+    decay = max(int(total_steps) - warm, 1)
     cosine = optax.cosine_decay_schedule(lr, decay)
     if warm == 0:
         return cosine
