@@ -23,7 +23,7 @@ for arg in "$@"; do
   case "$arg" in
     --cpu-dry-run) DRY=1 ;;
     --cpu-dry-run=fast) DRY=2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) OUT="$arg" ;;
   esac
 done
