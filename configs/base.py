@@ -36,6 +36,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.time_latents = 0  # 0 = size default (2 tiny/small, 4 base)
     c.model.num_latents = 0  # latent_scope=global; 0 = size default (16 for small/base)
     c.model.latent_depth = 0  # latent self-attention blocks; 0 = size default (2)
+    c.model.latent_width = 0  # latent module width; 0 = encoder width (e.g. 256 = base's decoder width: cheaper)
+    c.model.latent_heads = 0  # 0 = encoder_heads at the encoder width, decoder_heads otherwise
     # the decoder's within-lead self-attention; False (latent only): masked patches read only the
     # latents, so the decoder cannot bypass the cross-lead path
     c.model.decoder_self_attention = True

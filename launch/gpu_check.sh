@@ -2,7 +2,8 @@
 # GPU readiness check on one H100/H200 (<= 8 min): everything lands in OUT/.
 #
 #   launch/gpu_check.sh [OUT]                 # default OUT=runs/gpu_check
-#   launch/gpu_check.sh [OUT] --cpu-dry-run   # the same steps on CPU at tiny size (no install)
+#   launch/gpu_check.sh [OUT] --cpu-dry-run   # the same steps on CPU, tiny/small for base (no install)
+#   launch/gpu_check.sh [OUT] --cpu-dry-run=fast   # the same, tiny only (what the test runs, ~2-3 min)
 #
 # 1. installs jax[cuda12] (same version as the venv's jax) into the project's venv ($VENV, .venv);
 #    nothing else;
@@ -10,16 +11,19 @@
 #    (b) 50 training steps of `base` in bf16 with model.attention_impl=cudnn and =xla (synthetic
 #        data, same seed): their metrics.jsonl losses must agree (OUT/attention_compare.json);
 #    (c) python -m lamae_jax.bench --gpu --sections train --json OUT/bench.json.
-# Each step has its own time limit, all within BUDGET (470 s); the exit status is non-zero if any step failed
-# (OUT/summary.txt lists them). Dry run: CPU, `smoke` (tiny) for 5 steps with "" vs xla (cuDNN does
-# not exist on CPU), tests/models/test_attention_mask.py only, bench --quick --records 200.
+# Each step has its own time limit, all within BUDGET (470 s; dry run 600 s); the exit status is non-zero if any step failed
+# (OUT/summary.txt lists them). Dry run (rehearses every step on a 2-core CPU in <= 10 min): `smoke`
+# (tiny) for 5 steps with "" vs xla (cuDNN does not exist on CPU), tests/models/test_attention_mask.py
+# only, bench --quick --max-size small (its base runs, the paired latent-vs-none step among them, at
+# small; fast: --max-size tiny, 3 train steps). The GPU run keeps base bf16, cuDNN and the batch search.
 set -uo pipefail
 OUT="runs/gpu_check"
 DRY=0
 for arg in "$@"; do
   case "$arg" in
     --cpu-dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --cpu-dry-run=fast) DRY=2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) OUT="$arg" ;;
   esac
 done
@@ -31,10 +35,13 @@ export LAMAE_JAX_DISTRIBUTED=0 PYTHONUNBUFFERED=1
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 status=0
-BUDGET="${BUDGET:-470}"  # seconds for the whole check; each step gets at most what is left
+# seconds for the whole check (dry run: 600); each step gets at most what is left
+[[ $DRY -ge 1 ]] && BUDGET="${BUDGET:-600}"
+BUDGET="${BUDGET:-470}"
 step() {  # step NAME SECONDS CMD...: runs CMD with a time limit, output in OUT/NAME.log
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS rc=0
+  limit=$((limit * ${LIMIT_SCALE:-1}))  # LIMIT_SCALE: a loaded machine's allowance (tests)
   (( limit > BUDGET - SECONDS )) && limit=$((BUDGET - SECONDS))
   if (( limit <= 0 )); then
     echo "$name: SKIPPED (time budget of ${BUDGET}s spent)" | tee -a "$SUMMARY"; status=1; return
@@ -46,10 +53,11 @@ step() {  # step NAME SECONDS CMD...: runs CMD with a time limit, output in OUT/
   [[ $rc -eq 0 ]] || status=1
 }
 
-if [[ $DRY -eq 1 ]]; then
+if [[ $DRY -ge 1 ]]; then
   export JAX_PLATFORMS=cpu
   CONFIG="configs/base.py:smoke"; STEPS=5; IMPLS=("" xla); TESTS=(tests/models/test_attention_mask.py)
-  BENCH=(--quick --records 200); PLATFORM=cpu; SIZE=(--config.model.size=tiny)
+  BENCH=(--quick --max-size small); PLATFORM=cpu; SIZE=(--config.model.size=tiny)
+  [[ $DRY -eq 2 ]] && STEPS=3 && BENCH=(--quick --max-size tiny)
 else
   export JAX_PLATFORMS=cuda
   JAXV="$(python -c 'import jax; print(jax.__version__)')"
@@ -87,7 +95,7 @@ sys.exit(0 if ok else 1)
 EOF
 
 # (c) the training benchmark.
-step bench 240 python -m lamae_jax.bench "${BENCH[@]}" --sections train --json "$OUT/bench.json"
+step bench "$([[ $DRY -ge 1 ]] && echo 420 || echo 240)" python -m lamae_jax.bench "${BENCH[@]}" --sections train --json "$OUT/bench.json"
 
 echo "summary ($OUT/summary.txt):"
 cat "$SUMMARY"

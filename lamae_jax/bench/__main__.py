@@ -1,4 +1,5 @@
 """python -m lamae_jax.bench [--quick] [--json OUT] [--sections preprocess,loader,train,finetune] [--gpu]
+                          [--flops-to-quality WORKDIR,...]
 
 Prints one table of figures, each beside a baseline measured in the same run, with PASS/MISS
 against the targets of BENCHMARKS.md. Sections that fail are reported in the table, never fatal.
@@ -26,16 +27,27 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="PATH[:variant] whose model and optimiser the train section times (relative to the cwd)")
     p.add_argument("--quick", action="store_true", help="small data and batches (293-306 s on 2 CPU cores, 2026-11-29; the test limit is 15 min)")
     p.add_argument("--json", metavar="OUT", help="also write every figure and raw result to this JSON file")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+    p.add_argument("--sections", default=None,
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; with "
+                        f"--flops-to-quality: none)")
+    p.add_argument("--flops-to-quality", metavar="WORKDIR[,WORKDIR...]", default="",
+                   help="finished training runs: XLA FLOPs of one train step x steps to reach "
+                        "--quality-target val EV (metrics.jsonl); the first is the baseline")
+    p.add_argument("--quality-target", type=float, default=0.6, help="val_ev for --flops-to-quality")
     p.add_argument("--gpu", action="store_true", help="train step in bf16 on the GPU (base at the largest batch)")
+    p.add_argument("--max-size", default="base", choices=("tiny", "small", "base"),
+                   help="largest model size the train section runs; what only larger sizes measure "
+                        "runs at this one (a CPU rehearsal of the GPU check: launch/gpu_check.sh --cpu-dry-run)")
     p.add_argument("--records", type=int, default=0, help="synthetic records (default 1000 quick, 4000 full)")
     p.add_argument("--workers", type=int, default=0, help="N for the 1 -> N scaling (default: CPU count)")
     p.add_argument("--keep", metavar="DIR", help="keep the generated data in DIR instead of a temp dir")
     args = p.parse_args(argv)
+    args.quality_runs = [w.strip() for w in args.flops_to_quality.split(",") if w.strip()]
+    if args.sections is None:
+        args.sections = "" if args.quality_runs else ",".join(SECTIONS)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in sections if s not in SECTIONS]
-    if bad or not sections:
+    if bad or not (sections or args.quality_runs):
         p.error(f"--sections: unknown {bad or 'empty'}; choose from {','.join(SECTIONS)}")
     args.sections = sections
     if args.records < 0 or args.workers < 0:
@@ -80,7 +92,8 @@ def main(argv=None) -> int:
                 tmp, num_records=records, workers=sorted({1, workers}), measure=measure), "preprocess")
         if "train" in args.sections:
             log("train: one child process per configuration")
-            raw["train"] = _guard(lambda: bench_train.run_section(args.quick, args.gpu, log=log, config=args.config), "train")
+            raw["train"] = _guard(lambda: bench_train.run_section(args.quick, args.gpu, log=log, config=args.config,
+                                                                  max_size=args.max_size), "train")
         if "finetune" in args.sections:
             log(f"finetune: {bench_finetune.DEFAULT_CONFIG} model, full and linear vs pretraining")
             raw["finetune"] = _guard(lambda: bench_finetune.run_section(args.quick), "finetune")
@@ -90,6 +103,12 @@ def main(argv=None) -> int:
             raw["loader"] = _guard(lambda: bench_loader.run_section(
                 data_dir, batch_size=LOADER_BATCH, workers=sorted({0, workers}),
                 seconds=3.0 if args.quick else 10.0), "loader")
+        if args.quality_runs:
+            from lamae_jax.bench import flops_to_quality
+
+            log(f"quality: training FLOPs to val EV {args.quality_target} of {len(args.quality_runs)} run(s)")
+            raw["quality"] = _guard(lambda: flops_to_quality.run_section(
+                args.quality_runs, args.quality_target), "quality")
         log("peak: again at the end (load from other processes shows up as a gap)")
         raw["peak_end"] = matmul_peak()
     finally:
@@ -129,6 +148,10 @@ def make_figures(raw: dict, args: argparse.Namespace) -> list:
         figs += _figs(lambda: bench_train.figures(raw["train"], peak, args.gpu), "train", raw)
     if "finetune" in args.sections:
         figs += _figs(lambda: bench_finetune.figures(raw["finetune"]), "finetune", raw)
+    if args.quality_runs:
+        from lamae_jax.bench import flops_to_quality
+
+        figs += _figs(lambda: flops_to_quality.figures(raw["quality"]["runs"]), "quality", raw)
     return figs
 
 

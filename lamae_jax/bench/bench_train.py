@@ -240,8 +240,33 @@ def run_child(args: dict, *, devices: int | None = None, platform: str | None = 
     return {"error": f"exit {code}: " + " | ".join(tail), **args}
 
 
-def plan(quick: bool, gpu: bool) -> list[dict]:
-    """The configurations a run measures: every size, latent vs none, 1 vs 8 simulated devices."""
+SIZE_ORDER = ("tiny", "small", "base")
+
+
+def plan(quick: bool, gpu: bool, max_size: str = "base") -> list[dict]:
+    """The configurations a run measures: every size, latent vs none, 1 vs 8 simulated devices.
+    max_size < base (a CPU rehearsal of the GPU check): larger sizes are dropped, and what only
+    they measured (the paired none-vs-latent step, the batch search, 8 devices) moves to max_size."""
+    if max_size not in SIZE_ORDER:
+        raise ValueError(f"max_size={max_size!r}: use one of {SIZE_ORDER}")
+    runs = _plan(quick, gpu)
+    if max_size == "base":
+        return runs
+    cap, out = SIZE_ORDER.index(max_size), []
+    for r in runs:
+        if SIZE_ORDER.index(r["size"]) > cap:
+            if not (r.get("paired_with") or r.get("max_batch_search") or r.get("devices")):
+                continue
+            r = dict(r, size=max_size)
+            if isinstance(r["batch"], int) and not gpu:
+                r["batch"] = next((x["batch"] for x in runs if x["size"] == max_size), r["batch"])
+        key = {k: v for k, v in r.items() if k != "block"}
+        if key not in [{k: v for k, v in x.items() if k != "block"} for x in out]:
+            out.append(r)
+    return out
+
+
+def _plan(quick: bool, gpu: bool) -> list[dict]:
     if gpu:
         steps = dict(min_steps=5, min_seconds=2.0, dtype="bfloat16", platform=None)
         return [dict(size="tiny", batch=256, **steps), dict(size="small", batch=256, **steps),
@@ -259,13 +284,15 @@ def plan(quick: bool, gpu: bool) -> list[dict]:
     return [dict(r, dtype="float32", platform="cpu") for r in runs]
 
 
-def run_section(quick: bool, gpu: bool = False, log=print, config: str = DEFAULT_CONFIG) -> dict:
+def run_section(quick: bool, gpu: bool = False, log=print, config: str = DEFAULT_CONFIG,
+                max_size: str = "base") -> dict:
     """Runs every planned configuration, each in its own child process."""
     models = []
-    for spec in plan(quick, gpu):
+    for spec in plan(quick, gpu, max_size):
         spec = dict(spec, config=config)
-        if spec["batch"] == "base":  # compare at the batch the latent base run settled on
-            found = [m for m in models if m.get("size") == "base" and "error" not in m]
+        if spec["batch"] == "base":  # compare at the batch the latent run of that size settled on
+            found = [m for m in models if m.get("size") == spec["size"] and "error" not in m
+                     and m.get("cross_lead") == "latent"]
             spec["batch"] = found[0]["batch"] if found else 16
         platform = spec.pop("platform")
         devices = spec.get("devices") or (1 if platform == "cpu" else None)

@@ -33,48 +33,63 @@ def _time(fn, args, min_steps=3, min_seconds=1.0):
 
 
 def breakdown(size: str, batch: int, cross_lead: str = "latent", dtype: str = "float32",
-              config_spec: str = "configs/base.py:paper") -> list[dict]:
+              config_spec: str = "configs/base.py:paper", **model_overrides) -> list[dict]:
+    """One row per part: {'part', 'seconds' (median), 'flops' (XLA), 'flops_per_s'}.
+    model_overrides: c.model fields (e.g. latent_scope='global', latent_width=256)."""
     import jax
     import jax.numpy as jnp
     import optax
 
     from lamae_jax.train import loop as trainer
+    from lamae_jax.train import step as step_lib
     from lamae_jax.bench.bench_train import full_config, random_batch
     from lamae_jax.data.augment import augment
 
-    config = full_config(size, cross_lead, dtype, config=config_spec)
+    config = full_config(size, cross_lead, dtype, config=config_spec, **model_overrides)
     model, tx = trainer.build_model(config), trainer.make_optimizer(config)
     state = trainer.init_train_state(config, model, tx)
     step = trainer.make_train_step(config, model, tx, trainer.make_schedule(config))
     loader_batch = jax.device_put(random_batch(batch, config.data.crop_samples))  # int16, as loaded
     batch = {"signal": augment(loader_batch, jax.random.key(0)),  # mV, as the model sees it
-             "lead_mask": loader_batch["lead_mask"]}
+             "lead_mask": loader_batch["lead_mask"], "valid_length": loader_batch["valid_length"]}
     rngs = {"mask": jax.random.key(1), "dropout": jax.random.key(2)}
     params = state.params
+    # The trainer's own objective (align: with its contrastive term), as train.step defines it.
+    loss_and_aux = step_lib.pretraining_loss_fn(model, **step_lib.objective_settings(config.model))
 
     def loss(p, b):
-        recon, aux = model.apply({"params": p}, b["signal"], b["lead_mask"], train=True, rngs=rngs)
-        return trainer.loss_fn(recon, aux["target"], aux["loss_mask"], False)
+        return loss_and_aux(p, b, rngs)[0]
 
-    # Intermediate activations at their real shapes, to feed each sub-module alone.
-    _, aux = model.apply({"params": params}, batch["signal"], batch["lead_mask"], train=True, rngs=rngs)
+    # Intermediate activations at their real shapes, to feed each sub-module alone. A fixed mask
+    # (the first `keep` positions of every lead visible) keeps the index arrays consistent.
     d = model.dims
-    b, l, n = aux["patch_mask"].shape
+    b, l, n = batch["lead_mask"].shape + (config.data.crop_samples // d.patch_size,)
     keep = n - d.num_masked(n)
     h = jnp.zeros((b, l, keep, d.encoder_width), jnp.float32) + 0.1
     valid = batch["lead_mask"]
     ids_restore = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (b, l, n))
+    patch_mask = jnp.broadcast_to(jnp.arange(n) >= keep, (b, l, n))
+    visible = ~patch_mask & valid[..., None]
     lead_ids = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
-    latents = jnp.zeros((b, max(d.num_latents, 1), d.encoder_width), jnp.float32) + 0.1
+    if d.latent_scope == "time":  # [B, N, K, W]: `time_latents` latents at every position
+        latent_shape = (b, n, d.time_latents, d.latent_width)
+    else:  # [B, K, W]
+        latent_shape = (b, d.num_latents, d.latent_width)
+    latents = jnp.zeros(latent_shape, jnp.float32) + 0.1
 
     def enc(p, x):
         return model.apply({"params": p}, x, valid, True, method=lambda m, *a: m._encode_tokens(*a))
 
     def lat(p, x):
-        return model.apply({"params": p}, x, valid, True, method=lambda m, *a: m._latents(*a))[0]
+        if d.latent_scope == "global":  # the visible tokens themselves are the key set
+            vis = jnp.broadcast_to(valid[..., None], x.shape[:3])
+            return model.apply({"params": p}, x, vis, True,
+                               method=lambda m, *a: m._latents(*a))[0]
+        return model.apply({"params": p}, x, visible, True, ids_restore,
+                           method=lambda m, *a: m._latents(*a))[0]
 
     def dec(p, x, lt):
-        return model.apply({"params": p}, x, ids_restore, aux["patch_mask"], lead_ids, valid,
+        return model.apply({"params": p}, x, ids_restore, patch_mask, lead_ids, valid,
                            lt if cross_lead == "latent" else None, deterministic=True,
                            method=lambda m, *a, **k: m.decoder(*a, **k))
 
@@ -187,7 +202,10 @@ def main(argv=None) -> None:
     p.add_argument("--config", default="configs/base.py:paper", help="PATH[:variant] (relative to the cwd)")
     p.add_argument("--size", default="small", choices=("tiny", "small", "base"), help="model size")
     p.add_argument("--batch", type=int, default=8, help="ECGs per step")
-    p.add_argument("--cross-lead", default="latent", choices=("latent", "none", "joint"), help="model variant")
+    p.add_argument("--cross-lead", default="latent", choices=("latent", "none", "joint", "align"),
+                   help="model variant")
+    p.add_argument("--latent-scope", default="time", choices=("time", "global"),
+                   help="latent attention scope (cross_lead=latent)")
     p.add_argument("--dtype", default="float32", help="compute dtype")
     p.add_argument("--trace", action="store_true",
                    help="also profile the step and split XLA op time by kind (matmul, copies, ...)")
@@ -195,7 +213,7 @@ def main(argv=None) -> None:
     from lamae_jax.bench.peak import matmul_peak
 
     peak = matmul_peak()["flops_per_s"]
-    rows = breakdown(a.size, a.batch, a.cross_lead, a.dtype, a.config)
+    rows = breakdown(a.size, a.batch, a.cross_lead, a.dtype, a.config, latent_scope=a.latent_scope)
     total = rows[0]["seconds"]
     print(f"{a.size}/{a.cross_lead} batch {a.batch} {a.dtype}; matmul peak {peak / 1e9:.0f} GFLOP/s")
     print(f"{'part':28s} {'ms':>9s} {'% step':>7s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'of peak':>7s}")

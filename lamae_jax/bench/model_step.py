@@ -15,9 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from lamae_jax.cli_help import HelpFormatter
-
-from lamae_jax.models.losses import masked_patch_mse
 from lamae_jax.models import CROSS_LEAD, build, param_count
+from lamae_jax.train.step import objective_settings, pretraining_grad_fn
 
 
 def _config(size: str, cross_lead: str, dtype: str, **overrides) -> ml_collections.ConfigDict:
@@ -43,12 +42,15 @@ def step_time(size: str, cross_lead: str, batch: int, steps: int, dtype: str,
     lm = jnp.ones((batch, 12), bool)
     params = jax.jit(lambda: model.init({"params": key, "mask": key, "dropout": key}, x, lm))()
 
+    # The trainer's loss and gradient (train.step), align's contrastive term and valid_length included.
+    config = _config(size, cross_lead, dtype, **overrides)
+    grad_fn = pretraining_grad_fn(model, **objective_settings(config))
+    inputs = {"signal": x, "lead_mask": lm, "valid_length": jnp.full((batch,), 2500, jnp.int32)}
+
     @jax.jit
     def grad_step(params, rng):
-        def loss_fn(p):
-            recon, aux = model.apply({"params": p}, x, lm, rngs={"mask": rng, "dropout": rng})
-            return masked_patch_mse(recon, aux["target"], aux["loss_mask"])
-        return jax.value_and_grad(loss_fn)(params)
+        (loss, _), grads = grad_fn(params, inputs, {"mask": rng, "dropout": rng})
+        return loss, grads
 
     jax.block_until_ready(grad_step(params["params"], key))  # compile + warm-up
     times, cpu = [], []

@@ -31,8 +31,9 @@ class LAMAE(nn.Module):
                                    remat=d.remat, attention_impl=d.attention_impl)
         if d.cross_lead == "latent":
             k = d.time_latents if d.latent_scope == "time" else d.num_latents
-            self.latent = LatentAttention(k, d.latent_depth, d.encoder_heads,
-                                          d.mlp_ratio, d.dropout, dtype, d.remat, d.attention_impl)
+            self.latent = LatentAttention(k, d.latent_depth, d.latent_heads,
+                                          d.mlp_ratio, d.dropout, dtype, d.remat, d.attention_impl,
+                                          width=d.latent_width)
         if d.cross_lead == "align":
             xavier = nn.initializers.xavier_uniform()
             self.projection = nn.Sequential([nn.Dense(d.encoder_width, kernel_init=xavier), nn.gelu,
@@ -151,7 +152,7 @@ class LAMAE(nn.Module):
         weights = weights.reshape(b, n, l)
         seen = jnp.any(visible, axis=1).astype(jnp.float32)  # [B, N]
         share = (weights * seen[..., None]).sum(1) / jnp.maximum(seen.sum(1), 1.0)[:, None]
-        return lat.reshape(b, n, -1, w), share
+        return lat.reshape(b, n, -1, lat.shape[-1]), share
 
     def __call__(self, signal, lead_mask, train: bool = True, lead_ids=None, held_out=None,
                  valid_length=None):

@@ -27,18 +27,22 @@ class LatentAttention(nn.Module):
     dtype: Any = jnp.float32
     remat: bool = False
     attention_impl: str | None = None
+    # The latents' width; None = the tokens' width. Narrower latents are cheaper: the key and value
+    # projections map the tokens down to it (no extra layer), and the latent blocks run at it.
+    width: int | None = None
 
     @nn.compact
     def __call__(self, tokens: jnp.ndarray, token_mask: jnp.ndarray, *, deterministic: bool = True,
                  regroup=None):
-        """tokens [B, S, D], token_mask [B, S] -> (latents [B, K, D] f32, weights [B, S] f32).
+        """tokens [B, S, D], token_mask [B, S] -> (latents [B, K, W] f32, weights [B, S] f32),
+        W = `width` (default D).
 
         weights[b] sums to 1 over attendable tokens (0 everywhere if none is attendable).
         `regroup(x)` (optional) maps per-token arrays [..., F] to the sets the latents read,
         [B', S', F]: keys and values are projected before it, so tokens that regrouping only
         pads (masked positions) cost nothing. token_mask must then already be [B', S'].
         """
-        width = tokens.shape[-1]
+        width = self.width or tokens.shape[-1]
         head_dim = width // self.num_heads
         b = token_mask.shape[0]
         init = self.param("latents", nn.initializers.normal(0.02), (self.num_latents, width))

@@ -52,6 +52,11 @@ class ModelDims:
     # latents read every visible token of every lead (one bottleneck for the whole ECG).
     latent_scope: str = "time"
     time_latents: int = 2
+    # The latent module's width and heads (resolve: 0 = encoder width; heads = encoder_heads at the
+    # encoder width, decoder_heads at any other). At the decoder width the latents cost ~1/9 of
+    # encoder-width latents at `base` (768 -> 256); the key/value projections map tokens down.
+    latent_width: int = 0
+    latent_heads: int = 0
     # The decoder's within-lead self-attention. False (`latent` only): a masked patch sees only
     # the latents, so the cross-lead path is the sole route to its context.
     decoder_self_attention: bool = True
@@ -127,6 +132,7 @@ def resolve(model_config: Any) -> ModelDims:
         input_scale=float(get("input_scale", 5.0)),
         **dims,
     )
+    out = _resolve_latent_width(out, int(get("latent_width", 0) or 0), int(get("latent_heads", 0) or 0))
     if not out.decoder_self_attention and out.cross_lead != "latent":
         raise ValueError(f"model.decoder_self_attention=False needs cross_lead='latent' (the latents "
                          f"are then the decoder's only context); {out.cross_lead!r} would have none")
@@ -145,3 +151,16 @@ def resolve(model_config: Any) -> ModelDims:
     if out.dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"model.dtype={out.dtype!r}: use float32, bfloat16 or float16")
     return out
+
+
+def _resolve_latent_width(d: ModelDims, width: int, heads: int) -> ModelDims:
+    """latent_width 0 = encoder width; latent_heads 0 = encoder_heads at the encoder width, else
+    decoder_heads (the decoder width's head count)."""
+    if width < 0 or heads < 0:
+        raise ValueError(f"model.latent_width={width} / latent_heads={heads} must be >= 0 (0 = default)")
+    width = width or d.latent_width or d.encoder_width
+    heads = heads or (d.encoder_heads if width == d.encoder_width else d.decoder_heads)
+    if width % heads:
+        raise ValueError(f"model.latent_width={width} must be divisible by latent_heads="
+                         f"{heads} (set --config.model.latent_heads)")
+    return dataclasses.replace(d, latent_width=width, latent_heads=heads)

@@ -24,6 +24,7 @@ from lamae_jax import paths
 from lamae_jax.data import augment
 from lamae_jax.parallel import sharding
 from lamae_jax.train import checkpoints
+from lamae_jax.train import step as step_lib
 from lamae_jax.train.metrics_writer import MetricsWriter, StepTimer
 from lamae_jax.train.state import (TrainState, abstract_train_state, build_model,  # noqa: F401
                                    init_train_state, make_optimizer, make_schedule, peak_lr)
@@ -44,14 +45,6 @@ def loss_fn(recon, target, loss_mask, norm_pix: bool):
     """Validation metric: reconstruction MSE on masked patches (comparable across variants)."""
     from lamae_jax.models import losses
     return losses.masked_patch_mse(recon, target, loss_mask, norm_pix=norm_pix)
-
-
-def objective_fn(recon, aux, config):
-    """Training objective: the MSE plus the alignment term for cross_lead=align."""
-    from lamae_jax.models import losses
-    return losses.pretraining_loss(recon, aux, norm_pix=bool(config.model.norm_pix_loss),
-                                   contrastive_weight=config.model.contrastive_weight,
-                                   temperature=config.model.contrastive_temperature)
 
 
 def make_train_iterator(config: ml_collections.ConfigDict, data_dir: str):
@@ -194,6 +187,9 @@ def _step_rngs(state: TrainState, stream: int):
 
 
 def make_train_step(config, model, tx, schedule):
+    # The shared pretraining loss and gradient (train.step): benchmarks and tests use the same one.
+    grad_fn = step_lib.pretraining_grad_fn(model, **step_lib.objective_settings(config.model))
+
     def train_step(state: TrainState, batch):
         rngs = _step_rngs(state, 1)
         # Loader batches are stored int16 crops: decode and augment here, on the device.
@@ -203,12 +199,9 @@ def make_train_step(config, model, tx, schedule):
                                  jitter_mode=config.data.amplitude_jitter_mode,
                                  noise_mode=config.data.noise_mode)
 
-        def objective(params):
-            recon, aux = model.apply({"params": params}, signal, batch["lead_mask"],
-                                     train=True, rngs=rngs, valid_length=batch.get("valid_length"))
-            return objective_fn(recon, aux, config)
-
-        loss, grads = jax.value_and_grad(objective)(state.params)
+        inputs = {"signal": signal, "lead_mask": batch["lead_mask"],
+                  "valid_length": batch.get("valid_length")}
+        (loss, _), grads = grad_fn(state.params, inputs, rngs)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

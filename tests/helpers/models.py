@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from lamae_jax.models.losses import pretraining_loss
+from lamae_jax.train.step import pretraining_grad_fn
 from lamae_jax.models import build
 
 VARIANTS = ("latent", "none", "joint", "align")
@@ -46,18 +46,15 @@ def default_ids():
 class Jitted:
     def __init__(self, cross_lead="latent", **kw):
         self.model = build(model_config(cross_lead, **kw))
+        self.grad = pretraining_grad_fn(self.model)
         self.init = fast_jit(lambda r, x, lm: self.model.init(r, x, lm, train=True))
         self.step = fast_jit(self._step)
         self.encode = fast_jit(self._encode)
 
     def _step(self, variables, x, lm, r, lead_ids):
-        """((loss, (recon, aux)), grads) for a pretraining step."""
-        def loss_fn(params):
-            recon, aux = self.model.apply({"params": params}, x, lm, train=True,
-                                          lead_ids=lead_ids, rngs=r)
-            return pretraining_loss(recon, aux), (recon, aux)
-
-        return jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+        """((loss, (recon, aux)), grads) for a pretraining step: the trainer's (train.step)."""
+        batch = {"signal": x, "lead_mask": lm, "lead_ids": lead_ids}
+        return self.grad(variables["params"], batch, r)
 
     def forward(self, variables, x, lm, r, lead_ids=None):
         (loss, (recon, aux)), _ = self.step(variables, x, lm, r,

@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from lamae_jax.models import build, losses
+from lamae_jax.train.step import pretraining_grad_fn
 
 FS, T = 250, 2500
 
@@ -48,13 +49,12 @@ def train(model, batches, lr, lead_mask, held_out=None, fixed_key=None):
     tx = optax.adam(lr)
     opt = tx.init(params)
 
+    grad_fn = pretraining_grad_fn(model)  # the trainer's loss (MSE for these variants)
+
     @jax.jit
     def step(params, opt, x, k):
-        def loss(p):
-            recon, aux = model.apply({"params": p}, x, lead_mask, rngs={"mask": k},
-                                     held_out=held_out)
-            return losses.masked_patch_mse(recon, aux["target"], aux["loss_mask"])
-        value, grads = jax.value_and_grad(loss)(params)
+        (value, _), grads = grad_fn(params, {"signal": x, "lead_mask": lead_mask,
+                                             "held_out": held_out}, {"mask": k})
         updates, opt = tx.update(grads, opt, params)
         return optax.apply_updates(params, updates), opt, value
 
