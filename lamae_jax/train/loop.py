@@ -10,10 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import time
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -31,7 +29,6 @@ from lamae_jax.train.state import (TrainState, abstract_train_state, build_model
 from lamae_jax.models.sizes import CROSS_LEAD, SIZES
 
 
-
 class ConfigError(ValueError):
     """A configuration problem found at start-up; the message says what to change."""
 
@@ -41,12 +38,6 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # ---------------------------------------------------------------- components (patchable in tests)
-def loss_fn(recon, target, loss_mask, norm_pix: bool):
-    """Validation metric: reconstruction MSE on masked patches (comparable across variants)."""
-    from lamae_jax.models import losses
-    return losses.masked_patch_mse(recon, target, loss_mask, norm_pix=norm_pix)
-
-
 def make_train_iterator(config: ml_collections.ConfigDict, data_dir: str):
     from lamae_jax.data import pipeline
     loader = pipeline.make_train_loader(
