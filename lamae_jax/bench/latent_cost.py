@@ -17,6 +17,8 @@ import argparse
 import json
 import time
 
+from lamae_jax.cli_help import HelpFormatter
+
 
 def parse_variant(spec: str) -> tuple[str, str, dict]:
     """'latent:latent_width=256,latent_depth=1' -> (label, cross_lead, {field: value})."""
@@ -94,14 +96,14 @@ def run(size: str, batch: int, variants: list[str], *, config: str, dtype: str =
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lamae_jax.bench.latent_cost",
-                                description=__doc__.split("\n\n")[0])
+                                description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--config", default="configs/base.py:paper", help="PATH[:variant] (relative to the cwd)")
-    p.add_argument("--size", default="small", choices=("tiny", "small", "base"))
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--size", default="small", choices=("tiny", "small", "base"), help="model size")
+    p.add_argument("--batch", type=int, default=16, help="ECGs per step")
+    p.add_argument("--dtype", default="float32", help="compute dtype")
     p.add_argument("--variants", default="latent", help="';'-separated CROSS_LEAD[:FIELD=VALUE,...]")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--block", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5, help="timing rounds (the variants interleaved in each)")
+    p.add_argument("--block", type=int, default=2, help="steps per variant in each round")
     p.add_argument("--flops-only", action="store_true", help="compile and count, do not time")
     p.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
     a = p.parse_args(argv)

@@ -132,7 +132,6 @@ def resolve(model_config: Any) -> ModelDims:
         input_scale=float(get("input_scale", 5.0)),
         **dims,
     )
-    out = _resolve_latent_width(out, int(get("latent_width", 0) or 0), int(get("latent_heads", 0) or 0))
     if not out.decoder_self_attention and out.cross_lead != "latent":
         raise ValueError(f"model.decoder_self_attention=False needs cross_lead='latent' (the latents "
                          f"are then the decoder's only context); {out.cross_lead!r} would have none")
@@ -142,6 +141,8 @@ def resolve(model_config: Any) -> ModelDims:
             raise ValueError(f"model.{prefix}_width={w} is not divisible by {prefix}_heads={h}")
     if out.encoder_width % 2 or out.decoder_width % 2:
         raise ValueError("model widths must be even (sin-cos position embedding)")
+    # after the encoder's own check: its default width is the encoder's
+    out = _resolve_latent_width(out, int(get("latent_width", 0) or 0), int(get("latent_heads", 0) or 0))
     if not 0.0 <= out.mask_ratio < 1.0:  # 0: only held-out leads masked (lead reconstruction)
         raise ValueError(f"model.mask_ratio={out.mask_ratio} must lie in [0, 1)")
     if not 0.0 <= out.whole_lead_mask_prob < 1.0:
