@@ -258,6 +258,25 @@ def _resume_mismatches(old: dict, new: dict) -> list[str]:
     return out
 
 
+def model_changes(old: dict, new: dict) -> dict:
+    """{field: (old, new)} of the model settings that differ. A field the saved config lacks (a
+    run older than that field) counts as unchanged when the architecture it resolves to is the
+    same, so upgrading the code does not strand a workdir."""
+    diff = {k: (old[k], v) for k, v in new.items() if k in old and old[k] != v}
+    diff.update({k: (old[k], None) for k in old if k not in new})
+    added = [k for k in new if k not in old]
+    if added:
+        import dataclasses
+
+        from lamae_jax.models.sizes import resolve
+        try:  # absent fields resolve to their defaults
+            was, now = dataclasses.asdict(resolve(old)), dataclasses.asdict(resolve(new))
+        except ValueError:
+            was, now = {}, {}
+        diff.update({k: (None, new[k]) for k in added if k not in was or was[k] != now[k]})
+    return diff
+
+
 def _write_config(config, workdir: str, data_dir: str) -> None:
     """W/config.json (resolved) lets evaluation rebuild the model. On resume (a checkpoint exists)
     refuse a different model, and a different global batch size, loader or data directory, naming
@@ -268,9 +287,8 @@ def _write_config(config, workdir: str, data_dir: str) -> None:
     path = paths.join(workdir, "config.json")
     if paths.exists(path):
         old = json.loads(paths.read_text(path))
-        if old.get("model") != resolved["model"]:
-            diff = {k: (old.get("model", {}).get(k), v) for k, v in resolved["model"].items()
-                    if old.get("model", {}).get(k) != v}
+        diff = model_changes(old.get("model", {}), resolved["model"])
+        if diff:
             raise ConfigError(f"{workdir} holds a run with a different model config {diff} "
                               f"(old, new): use a new --workdir or the same model settings")
         problems = _resume_mismatches(old, resolved) if _has_checkpoint(workdir) else []

@@ -78,3 +78,16 @@ def test_cli_names_the_flag_and_exits_2(tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr
     assert "--config.batch_size=16 differs from the saved run's 8" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_run_saved_before_a_new_model_field_resumes_unless_the_field_changes_the_model():
+    from configs.base import get_config
+    from lamae_jax.train.loop import model_changes
+
+    new = get_config("smoke").model.to_dict()
+    old = {k: v for k, v in new.items() if k not in ("patch_norm", "joint_decoder", "latent_width")}
+    assert model_changes(old, new) == {}
+    changed = dict(new, patch_norm=True)
+    assert model_changes(old, changed) == {"patch_norm": (None, True)}
+    assert model_changes(new, dict(new, encoder_width=64)) == {"encoder_width": (0, 64)}
+    assert model_changes(dict(new, extra=1), new) == {"extra": (1, None)}
