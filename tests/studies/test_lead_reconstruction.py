@@ -83,17 +83,7 @@ def test_missing_or_invalid_records_are_not_scored_and_one_lead_covers_every_lea
 def test_model_reconstruction_of_a_held_out_lead_reads_the_others_only_across_leads(cross_lead, reads_others):
     """none's output for a held-out lead is its mask token's: changing the visible leads cannot
     change it (the floor); latent's changes. mask_ratio 0 keeps every other patch visible."""
-    import jax
-
-    from lamae_jax import models
-
-    c = ml_collections.ConfigDict(dict(size="tiny", cross_lead=cross_lead, dtype="float32",
-                                       num_samples=T, mask_ratio=0.0))
-    model = models.build(c)
-    x = limb_consistent(np.random.default_rng(3), 2)
-    lead_mask = np.ones((2, 12), bool)
-    params = model.init({"params": jax.random.key(0), "mask": jax.random.key(1)}, x, lead_mask)["params"]
-    recon = lr.model_reconstructor(model, params)
+    x, lead_mask, recon = _tiny_reconstructor(cross_lead, seed=3)
     held = np.zeros((2, 12), bool)
     held[:, 2] = True  # III
     a = recon(x, lead_mask, held, np.full(2, T))
@@ -110,17 +100,7 @@ def test_reconstruction_in_mv_never_reads_the_held_out_leads_own_values(input_no
     """The model's scaling statistics come from the visible leads (lead norm: the held-out lead
     falls back to their record-wide ones), so the rebuilt mV of a held-out lead, offset and
     scale included, is the same whatever that lead held; the visible leads' too."""
-    import jax
-
-    from lamae_jax import models
-
-    c = ml_collections.ConfigDict(dict(size="tiny", cross_lead="latent", dtype="float32",
-                                       num_samples=T, mask_ratio=0.0, input_norm=input_norm))
-    model = models.build(c)
-    x = limb_consistent(np.random.default_rng(4), 2)
-    lead_mask = np.ones((2, 12), bool)
-    params = model.init({"params": jax.random.key(0), "mask": jax.random.key(1)}, x, lead_mask)["params"]
-    recon = lr.model_reconstructor(model, params)
+    x, lead_mask, recon = _tiny_reconstructor("latent", seed=4, input_norm=input_norm)
     held = np.zeros((2, 12), bool)
     held[:, 6:] = True  # V1-V6 from the limb leads
     a = recon(x, lead_mask, held, np.full(2, T))
@@ -131,3 +111,18 @@ def test_reconstruction_in_mv_never_reads_the_held_out_leads_own_values(input_no
     z = x.copy()
     z[:, :2] = 3.0 * z[:, :2] + 1.0  # a visible lead: the reconstruction does follow it
     assert not np.allclose(recon(z, lead_mask, held, np.full(2, T))[:, 6:], a[:, 6:], atol=1e-3)
+
+
+def _tiny_reconstructor(cross_lead: str, *, seed: int, **model_fields):
+    """(2 limb-consistent ECGs, all-present lead mask, a random-init tiny model's reconstructor)."""
+    import jax
+
+    from lamae_jax import models
+
+    c = ml_collections.ConfigDict(dict(size="tiny", cross_lead=cross_lead, dtype="float32",
+                                       num_samples=T, mask_ratio=0.0, **model_fields))
+    model = models.build(c)
+    x = limb_consistent(np.random.default_rng(seed), 2)
+    lead_mask = np.ones((2, 12), bool)
+    params = model.init({"params": jax.random.key(0), "mask": jax.random.key(1)}, x, lead_mask)["params"]
+    return x, lead_mask, lr.model_reconstructor(model, params)
