@@ -51,14 +51,15 @@ def steps_to_quality(points: list[tuple[int, float]], target: float) -> dict:
 
 
 def run_config(workdir: str):
-    """The run's resolved config (W/config.json) as a ConfigDict."""
+    """The run's resolved config (W/config.json, as evaluation reads it) without its runtime entry."""
     import ml_collections
 
-    path = os.path.join(os.path.expanduser(workdir), "config.json")
-    if not os.path.isfile(path):
+    from lamae_jax.train import checkpoints
+
+    root = os.path.expanduser(workdir)
+    if not os.path.isfile(os.path.join(root, "config.json")):
         raise FileNotFoundError(f"--flops-to-quality: {workdir!r} has no config.json")
-    with open(path, encoding="utf-8") as fh:
-        d = json.load(fh)
+    d = checkpoints.load_config(root).to_dict()
     d.pop("runtime", None)
     return ml_collections.ConfigDict(d)
 
