@@ -204,9 +204,17 @@ def test_loader_section_on_a_small_preprocessed_dir(tmp_path):
     assert min(costs[k] for k in ("map_path_us", "read_us", "unpack_us")) > 0
     if run.get("cpu_s") is not None:  # Linux: the loader's CPU time is measured, not assumed
         assert 0 < run["cpu_s"] < 3 * run["seconds"] and run["ecg_per_cpu_s"] > 0
+    hand = res["handover_us_per_ecg"]
+    assert "error" not in hand and hand["batch_size"] == 4
+    # a fresh shared-memory segment per batch costs more than copying into a reused buffer
+    assert 0 < hand["copy_us"] < hand["direct_us"] and hand["grain_us"] > hand["copy_us"]
     figs = bench_loader.figures(res, {"models": [_model("tiny", "latent", 0.01, batch=4)]})
     assert [f.name for f in figs] == ["ECG per CPU-second, 0 workers", "CPU us/ECG of the map path (one thread)",
+                                      "CPU us/ECG of Grain's worker hand-over (fresh shm segments)",
+                                      "predicted with workers: 1 / (map path + hand-over floor)",
                                       "loader / tiny train-step consumption"]
+    ceiling = figs[3]
+    assert math.isclose(ceiling.value, 1e6 / (costs["map_path_us"] + hand["direct_us"]))
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="process-tree CPU accounting reads /proc")
