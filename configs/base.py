@@ -30,6 +30,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.patch_size = 50
     c.model.mask_ratio = 0.75
     c.model.whole_lead_mask_prob = 0.0
+    # per example: keep one lead group visible (I+II | limb | V1-V6), mask the others whole
+    c.model.lead_group_mask_prob = 0.0
     # latent attention (cross_lead=latent): "time" = `time_latents` latents at every patch position
     # read that position's tokens of all leads; "global" = `num_latents` latents read every token.
     c.model.latent_scope = "time"

@@ -94,6 +94,7 @@ _FALLBACK_DOCS = {
     "model.patch_size": "samples per patch token",
     "model.mask_ratio": "fraction of patches masked for reconstruction",
     "model.whole_lead_mask_prob": "probability of masking a whole lead",
+    "model.lead_group_mask_prob": "probability that an example keeps only one lead group visible (I+II, limb, V1-V6)",
     "model.input_scale": "factor after input_norm",
     "model.encoder_width": "0 = size default", "model.encoder_depth": "0 = size default",
     "model.encoder_heads": "0 = size default", "model.decoder_width": "0 = size default",

@@ -173,7 +173,8 @@ class LAMAE(nn.Module):
         b, l, n = signal.shape[0], signal.shape[1], signal.shape[2] // d.patch_size
         # the mask first (it does not read the signal), then scaling from the visible leads only
         m = sample_masking(self.make_rng("mask"), lead_mask, n, d.num_masked(n),
-                           d.whole_lead_mask_prob, held_out, patch_valid)
+                           d.whole_lead_mask_prob, held_out, patch_valid,
+                           d.lead_group_mask_prob, lead_ids)
         scaled, offset, scale = self._normalise(signal, lead_mask, lead_mask & ~m.whole_lead,
                                                 sample_valid)
         patches = patchify(scaled, d.patch_size)

@@ -19,9 +19,16 @@ class Masking(NamedTuple):
     whole_lead: jnp.ndarray  # [B, L] bool: lead entirely masked (rebuilt from the other leads)
 
 
+# Lead groups for `lead_group_prob` (canonical lead ids 0-11 = I, II, III, aVR, aVL, aVF, V1-V6):
+# the visible sets of lead reconstruction's tasks (limb from I + II, V1-V6 from the limb leads and
+# the limb leads from V1-V6).
+LEAD_GROUPS = ((0, 1), (0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11))
+
+
 def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num_masked: int,
                    whole_lead_prob: float = 0.0, held_out: jnp.ndarray | None = None,
-                   patch_valid: jnp.ndarray | None = None) -> Masking:
+                   patch_valid: jnp.ndarray | None = None, lead_group_prob: float = 0.0,
+                   lead_ids: jnp.ndarray | None = None) -> Masking:
     """Mask exactly `num_masked` of `num_patches` patches in every lead, independently per lead.
 
     With `whole_lead_prob` > 0 each present lead is also masked entirely with that probability,
@@ -31,6 +38,13 @@ def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num
     into the masked set first, so the visible set holds real patches whenever there are enough
     (shapes stay static: a short record has fewer of its real patches masked). The caller keeps
     padded patches out of the loss and of every key set.
+
+    `lead_group_prob` > 0: with that probability an example instead keeps one of LEAD_GROUPS
+    (drawn uniformly, by `lead_ids` [B, L], default canonical order) visible and masks every other
+    lead whole, so pretraining sees the few-visible-leads inputs that lead reconstruction asks
+    about (independent whole-lead masks at 0.3 hide ~4 of 12 leads, never 10). An example with no
+    present lead in the drawn group keeps its independent masks. The group draw uses its own key
+    (fold_in), so lead_group_prob = 0 gives bit-identical masks to before.
     """
     b, l = lead_mask.shape
     n_keep = num_patches - num_masked
@@ -53,6 +67,15 @@ def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num
         spare = jnp.argmin(jnp.where(lead_mask, u, jnp.inf), axis=1)
         spare = jax.nn.one_hot(spare, l, dtype=jnp.int32).astype(bool)
         whole = whole & ~(nothing_left[:, None] & spare)
+    if lead_group_prob > 0:
+        k_use, k_group = jax.random.split(jax.random.fold_in(rng, 7))
+        ids = (jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l)) if lead_ids is None
+               else lead_ids.astype(jnp.int32))
+        member = jnp.stack([jnp.isin(ids, jnp.asarray(g, jnp.int32)) for g in LEAD_GROUPS])  # [G, B, L]
+        g = jax.random.randint(k_group, (b,), 0, len(LEAD_GROUPS))
+        keep = jnp.take_along_axis(member, g[None, :, None], axis=0)[0] & lead_mask  # [B, L]
+        use = (jax.random.uniform(k_use, (b,)) < lead_group_prob) & jnp.any(keep, axis=1)
+        whole = jnp.where(use[:, None], lead_mask & ~keep, whole)
     if held_out is not None:
         whole = whole | (held_out.astype(bool) & lead_mask)
     patch_mask = patch_mask | whole[..., None]

@@ -159,6 +159,8 @@ def evaluate_workdir(workdir: str, *, data: str | None = None, split: str = "tes
     model_config = config.model.copy_and_resolve_references()
     model_config.mask_ratio = float(mask_ratio)
     model_config.whole_lead_mask_prob = 0.0
+    if "lead_group_mask_prob" in model_config:  # absent in runs older than the field: 0 already
+        model_config.lead_group_mask_prob = 0.0
     reconstruct = model_reconstructor(models.build(model_config), params)
     batches = make_eval_batches(str(data_dir), split, batch_size, process_index=0, process_count=1,
                                 crop_samples=eval_samples(config))

@@ -166,3 +166,32 @@ def test_lead_contrastive_loss():
                                rtol=1e-6)
     aligned = np.broadcast_to(np.eye(e)[:b, None, :], (b, l, e)) + 0.01 * z
     assert float(lead_contrastive_loss(jnp.asarray(aligned), jnp.asarray(valid))) < float(got) - 1
+
+
+def test_lead_group_masking_keeps_exactly_one_group_visible():
+    from lamae_jax.models.masking import LEAD_GROUPS
+
+    perm = jnp.asarray(np.random.default_rng(0).permutation(12), jnp.int32)
+    lm = jnp.ones((64, 12), bool).at[5].set(perm < 6)  # example 5 has no precordial leads
+    ids = jnp.broadcast_to(perm, (64, 12))
+    m = sample_masking(jax.random.key(4), lm, 50, 37, 0.3, lead_group_prob=1.0, lead_ids=ids)
+    visible = np.asarray(lm & ~m.whole_lead)
+    groups = {frozenset(g) for g in LEAD_GROUPS}
+    seen = set()
+    for row in range(64):  # the visible leads, by identity, are exactly one present group
+        kept = frozenset(int(i) for i in np.asarray(perm)[visible[row]])
+        if row == 5 and kept not in groups:  # drew V1-V6, has none: its independent masks stay
+            assert kept and not kept & set(range(6, 12))
+            continue
+        assert kept in groups
+        seen.add(kept)
+    assert seen == groups  # every group is drawn (64 examples, 3 groups)
+    # probability 0: the masks are bit-identical to the independent whole-lead draw
+    a = sample_masking(jax.random.key(4), lm, 50, 37, 0.3)
+    b = sample_masking(jax.random.key(4), lm, 50, 37, 0.3, lead_group_prob=0.0, lead_ids=ids)
+    np.testing.assert_array_equal(np.asarray(a.patch_mask), np.asarray(b.patch_mask))
+    # half the examples, roughly, keep their independent masks at probability 0.5
+    c = sample_masking(jax.random.key(4), lm, 50, 37, 0.3, lead_group_prob=0.5, lead_ids=ids)
+    vis_c = np.asarray(lm & ~c.whole_lead)
+    grouped = sum(frozenset(int(i) for i in np.asarray(perm)[vis_c[r]]) in groups for r in range(64))
+    assert 16 <= grouped <= 48
