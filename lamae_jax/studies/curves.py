@@ -32,7 +32,7 @@ import time
 
 from lamae_jax.studies import curve_plans
 from lamae_jax.studies.curve_plans import Plan, Run
-from lamae_jax.studies.scaling import ev_curve
+from lamae_jax.train import metrics_log
 
 RUN_FILE = "curve_run.json"  # per workdir: the run's identity, budgets, invocations, costs
 SECONDS_PER_STEP = (0.4, 0.7)  # :demo defaults on 2 idle CPU cores (wider decoders cost more)
@@ -81,24 +81,11 @@ def write_state(workdir: pathlib.Path, state: dict) -> None:
 
 
 def train_cost(config) -> tuple[float | None, int]:
-    """(XLA FLOPs of one training step — forward, backward and AdamW update of the global batch,
-    lowered, never compiled — , parameter count) of a run's config. Validation is not counted."""
-    import functools
+    """(training-step FLOPs, parameter count) of a run's config: lamae_jax.train.cost, the count
+    latent_cost and flops_to_quality quote too. Validation is not counted."""
+    from lamae_jax.train import cost
 
-    import jax
-    import jax.numpy as jnp
-
-    from lamae_jax import models
-    from lamae_jax.train import loop, state as st
-
-    model, tx, schedule = st.build_model(config), st.make_optimizer(config), st.make_schedule(config)
-    abstract = jax.eval_shape(functools.partial(st.init_train_state, config, model, tx))
-    b, leads, t = config.batch_size, config.model.num_leads, config.data.crop_samples
-    sds = jax.ShapeDtypeStruct
-    batch = {"signal": sds((b, leads, t), jnp.int16), "units_per_mv": sds((b,), jnp.float32),
-             "lead_mask": sds((b, leads), jnp.bool_), "valid_length": sds((b,), jnp.int32)}
-    lowered = jax.jit(loop.make_train_step(config, model, tx, schedule)).lower(abstract, batch)
-    return models.cost_flops(lowered), models.param_count(abstract.params)
+    return cost.train_cost(config)
 
 
 class _Stop:
@@ -175,14 +162,7 @@ def _step_time(workdir: pathlib.Path) -> float | None:
     saving excluded by the trainer's timer)."""
     import statistics
 
-    path, times = workdir / "metrics.jsonl", []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            t = json.loads(line).get("step_time")
-        except json.JSONDecodeError:
-            continue
-        if isinstance(t, (int, float)):
-            times.append(float(t))
+    times = [t for _, t in metrics_log.curve(workdir, "step_time")]
     return statistics.median(times) if times else None
 
 
@@ -190,7 +170,7 @@ def run_entry(plan: Plan, run: Run, out: pathlib.Path) -> dict:
     workdir = out / run.name
     state, done = read_state(workdir), steps_done(workdir)
     flops = (state or {}).get("train_flops_per_step")
-    ev = [(s, v) for s, v in ev_curve(workdir) if s <= done]
+    ev = [(s, v) for s, v in metrics_log.val_ev_curve(workdir) if s <= done]
     budgets = (state or {}).get("budgets", [])
     entry = {"name": run.name, "variant": run.variant, "overrides": run.overrides,
              "steps": run.steps, "steps_done": done, "status": _status(run, state, done),
@@ -199,7 +179,7 @@ def run_entry(plan: Plan, run: Run, out: pathlib.Path) -> dict:
              "val_ev": [[s, v] for s, v in ev],
              "val_ev_vs_train_flops": [[s * flops, v] for s, v in ev] if flops else [],
              "final_val_ev": ev[-1][1] if ev else None,
-             "best_val_ev": max((v for _, v in ev), default=None),
+             "best_val_ev": metrics_log.best(ev),
              "wall_s": sum(i.get("wall_s", 0.0) for i in (state or {}).get("invocations", [])),
              "step_time_s": _step_time(workdir), "budgets": budgets,
              "metric": "val masked-patch explained variance in the model's scaled units"}
@@ -220,6 +200,12 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _flops_description() -> str:
+    from lamae_jax.train import cost
+
+    return cost.DESCRIPTION
+
+
 def meta(plan: Plan, argv: list[str]) -> dict:
     try:
         import jax
@@ -232,8 +218,7 @@ def meta(plan: Plan, argv: list[str]) -> dict:
             "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                         "jax_backend": backend, "jax_version": jax_version},
             "command": shlex.join([sys.executable, "-m", "lamae_jax.studies.curves", *argv]),
-            "flops": "XLA cost analysis of the lowered jitted training step (forward, backward, "
-                     "AdamW) at the global batch; validation excluded; cumulative = step x per step",
+            "flops": _flops_description() + "; cumulative = step x per step",
             "selection": "settings are chosen on validation EV only"}
 
 
