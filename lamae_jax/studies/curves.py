@@ -8,12 +8,15 @@ Extending re-plans the cosine schedule for the new total_steps (the learning rat
 ~0): such a curve is not that of a run planned at the longer budget; curves.json says so per run.
 
 After each run: DIR/curves.json (per run: val EV curve, training FLOPs per step and cumulative,
-parameters, wall time, status; plus meta) and DIR/curves.png (EV against steps and against FLOPs).
-Settings are chosen on validation EV only. Use one DIR per plan.
+parameters, wall time, status; plus meta), DIR/curves.png (EV against steps and against FLOPs) and
+DIR/curves_results.json (the lever table `curve-PLAN` in the docs' results schema, which
+`python -m lamae_jax.report` renders; `--results-json PATH` writes it from DIR at any time, the runs
+re-read from their workdirs). Settings are chosen on validation EV only. Use one DIR per plan.
 
   python -m lamae_jax.studies.curves --plan screen --out runs/curves/screen --dry-run
   python -m lamae_jax.studies.curves --plan screen --out runs/curves/screen --only joint-default,none-default
   python -m lamae_jax.studies.curves --plan plateau --out runs/curves/plateau --set joint:model.decoder_depth=4
+  python -m lamae_jax.studies.curves --out runs/curves/screen --results-json docs/results/curves_screen.json
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ import subprocess
 import sys
 import time
 
-from lamae_jax.studies import curve_plans
+from lamae_jax.studies import curve_plans, curves_results
 from lamae_jax.studies.curve_plans import Plan, Run
 from lamae_jax.train import metrics_log
 
 RUN_FILE = "curve_run.json"  # per workdir: the run's identity, budgets, invocations, costs
+RESULTS_FILE = "curves_results.json"  # OUT/: curves.json in the docs' results schema
 SECONDS_PER_STEP = (0.4, 0.7)  # :demo defaults on 2 idle CPU cores (wider decoders cost more)
 NON_FINITE_RC = 3  # the trainer's exit status for a non-finite loss: deterministic, not retried
 
@@ -154,6 +158,8 @@ def _status(run: Run, state: dict | None, done: int) -> str:
         return "failed (non-finite loss)"
     if rc not in (None, 0):
         return f"partial (last invocation rc {rc})"
+    if last[0] and "rc" not in last[0]:  # the runner records rc when the trainer exits
+        return "running or killed (no exit status recorded)"
     return "partial" if done or state else "not started"
 
 
@@ -166,7 +172,7 @@ def _step_time(workdir: pathlib.Path) -> float | None:
     return statistics.median(times) if times else None
 
 
-def run_entry(plan: Plan, run: Run, out: pathlib.Path) -> dict:
+def run_entry(run: Run, out: pathlib.Path) -> dict:
     workdir = out / run.name
     state, done = read_state(workdir), steps_done(workdir)
     flops = (state or {}).get("train_flops_per_step")
@@ -223,12 +229,27 @@ def meta(plan: Plan, argv: list[str]) -> dict:
 
 
 def write_outputs(plan: Plan, out: pathlib.Path, argv: list[str]) -> dict:
-    result = {"meta": meta(plan, argv), "runs": [run_entry(plan, r, out) for r in plan.runs]}
+    result = {"meta": meta(plan, argv), "runs": [run_entry(r, out) for r in plan.runs]}
     tmp = out / "curves.json.tmp"
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(out / "curves.json")
     plot(result, out / "curves.png")
+    curves_results.write(result, out / RESULTS_FILE, f"rendered from {out / 'curves.json'} by the runner")
     return result
+
+
+def current(out: pathlib.Path) -> dict:
+    """OUT/curves.json with each run's entry re-read from its workdir (read-only: a run that is
+    going on, or was stopped, since the file was written is shown as it is now)."""
+    path = out / "curves.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run a plan with --out {out} first")
+    doc = json.loads(path.read_text())
+    runs = []
+    for e in doc["runs"]:
+        run = Run(e["name"], e["variant"], dict(e.get("overrides", {})), int(e["steps"]))
+        runs.append(run_entry(run, out) if (out / run.name / RUN_FILE).is_file() else e)
+    return {**doc, "runs": runs}
 
 
 def plot(result: dict, path: pathlib.Path) -> None:
@@ -337,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.studies.curves", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    which = ap.add_mutually_exclusive_group(required=True)
+    which = ap.add_mutually_exclusive_group()
     which.add_argument("--plan", help=f"one of {sorted(curve_plans.PLANS)}")
     which.add_argument("--plan-file", help="a plan as JSON (see lamae_jax.studies.curve_plans)")
     ap.add_argument("--out", required=True, help="one directory per plan; a workdir per run in it")
@@ -347,9 +368,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the plan and its budget, run nothing")
     ap.add_argument("--launcher", choices=sorted(LAUNCHERS), default="subprocess",
                     help="subprocess (default): python -m lamae_jax.train per run; inprocess: tests")
+    ap.add_argument("--results-json", metavar="PATH", default=None,
+                    help="write OUT/curves.json (runs re-read from their workdirs) as a docs results "
+                         "JSON (table curve-PLAN) to PATH and exit; no plan needed (default: only "
+                         f"OUT/{RESULTS_FILE}, after each run)")
     args = ap.parse_args(argv)
     out = pathlib.Path(args.out).expanduser()
+    if not (args.plan or args.plan_file or args.results_json):
+        ap.error("one of --plan, --plan-file or --results-json is required")
     try:
+        if args.results_json:
+            doc = current(out)
+            read = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            path = curves_results.write(doc, args.results_json, f"rendered from {out / 'curves.json'} "
+                                        f"and its runs' workdirs as they were at {read}")
+            print(f"wrote {path}: table {curves_results.table_id(doc['meta'].get('plan', 'plan'))}")
+            return 0
         plan = curve_plans.from_file(args.plan_file) if args.plan_file else curve_plans.get(args.plan)
         plan = curve_plans.apply_sets(plan, args.set)
         names = [n for n in args.only.split(",") if n]

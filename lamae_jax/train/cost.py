@@ -12,7 +12,8 @@ whose fusion decisions, rewrites and custom calls differ between CPU and GPU and
 versions. And in jax 0.10 `Lowered.cost_analysis()` raises NotImplementedError (jax returns None)
 on a backend reached through the PJRT C API (plugins such as CUDA's), so the lowering is pinned to
 the CPU client, which every jaxlib has: the same count on a laptop and on a GPU host (the GPU side
-of that is read from jax's source, not run here). Measured (jax 0.10.2, CPU; GFLOP per step, lowered / compiled, compiled - lowered):
+of that is read from jax's source, not run here). Measured (jax 0.10.2, CPU; GFLOP per step,
+lowered / compiled, compiled - lowered):
 
   smoke (tiny, batch 8):   latent 0.908 / 0.990 (+9.1 %)
   demo (small, batch 32):  latent 34.12 / 34.52 (+1.2 %), none 24.72 / 25.09 (+1.5 %),

@@ -9,7 +9,7 @@ import pytest
 
 from lamae_jax.bench import flops_to_quality
 from lamae_jax.studies import curves, scaling
-from lamae_jax.studies.curve_plans import Plan, Run
+from lamae_jax.studies.curve_plans import Run
 from lamae_jax.train import metrics_log
 
 LINES = [
@@ -59,7 +59,7 @@ def test_curves_scaling_and_flops_to_quality_read_the_same_curve(tmp_path, monke
     monkeypatch.setattr(curves, "steps_done", lambda workdir: 300)
     run = Run("run", "none", {}, 300)
     with pytest.warns(RuntimeWarning):
-        entry = curves.run_entry(Plan("p", "configs/base.py:smoke", (run,)), run, tmp_path)
+        entry = curves.run_entry(run, tmp_path)
     assert repr([tuple(p) for p in entry["val_ev"]]) == repr(expected)
     assert entry["best_val_ev"] == 0.45 and entry["step_time_s"] == pytest.approx(0.6)
 
