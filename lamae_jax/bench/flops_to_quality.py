@@ -6,34 +6,26 @@ took to reach val_ev >= target. Machine-independent, unlike wall time.
 Steps come from the run's metrics.jsonl (val_ev at each validation), so they are known only to the
 validation interval: `steps` is the first validation step at or above the target (an upper bound),
 `steps_interp` a linear interpolation between it and the validation before. The per-step FLOPs are
-the compiled trainer step's for the run's own config.json (abstract inputs, nothing allocated).
+lamae_jax.train.cost's (the lowered trainer step, as the curve study quotes them) for the run's
+own config.json (abstract inputs, nothing allocated or compiled).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 
 def read_val_ev(workdir: str) -> list[tuple[int, float]]:
-    """[(step, val_ev)] in step order from W/metrics.jsonl (a resumed run's repeats: the last wins)."""
-    path = os.path.join(os.path.expanduser(workdir), "metrics.jsonl")
-    if not os.path.isfile(path):
+    """[(step, val_ev)] in step order: train.metrics_log's reader (a resumed run's repeats: the last
+    wins; a cut line is skipped with a warning), which the curve study uses too."""
+    from lamae_jax.train import metrics_log
+
+    try:
+        return metrics_log.val_ev_curve(workdir, required=True)
+    except FileNotFoundError as e:
         raise FileNotFoundError(f"--flops-to-quality: {workdir!r} has no metrics.jsonl (not a "
-                                f"finished training run's --workdir)")
-    points: dict[int, float] = {}
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {i}: not JSON ({e})") from None
-            if rec.get("val_ev") is not None:
-                points[int(rec["step"])] = float(rec["val_ev"])
-    return sorted(points.items())
+                                f"finished training run's --workdir): {e}") from None
 
 
 def steps_to_quality(points: list[tuple[int, float]], target: float) -> dict:
@@ -71,9 +63,9 @@ def flops_to_quality(workdir: str, target: float = 0.6, flops_per_step: float | 
     points = read_val_ev(workdir)
     cfg = run_config(workdir)
     if flops_per_step is None:
-        from lamae_jax.bench.latent_cost import step_flops
+        from lamae_jax.train import cost
 
-        flops_per_step = step_flops(cfg, int(cfg.batch_size))
+        flops_per_step = cost.train_step_flops(cfg, int(cfg.batch_size))
     reach = steps_to_quality(points, target)
     out: dict[str, Any] = {"workdir": workdir, "variant": _variant(cfg), "batch": int(cfg.batch_size),
                            "target": target, "flops_per_step": flops_per_step,

@@ -4,8 +4,8 @@
       --variants 'latent;latent:latent_width=256;latent:latent_depth=1' [--rounds 5] [--flops-only]
 
 Each variant is `CROSS_LEAD[:FIELD=VALUE,...]` (model fields); the baseline is `none` (always
-included, first). FLOPs come from XLA's cost analysis of the compiled trainer step (abstract inputs:
-nothing is allocated), so they are machine-independent. Step times are measured in one process,
+included, first). FLOPs are lamae_jax.train.cost's: XLA's cost analysis of the lowered trainer step (abstract
+inputs, CPU backend: nothing is allocated or compiled), so they are machine-independent. Step times are measured in one process,
 round-robin: each round runs every variant for `block` timed steps after one untimed step, and a
 variant's ratio is the median over rounds of (its median / none's median) in that round, so drift
 in the machine's load hits every variant alike.
@@ -37,18 +37,11 @@ def parse_variant(spec: str) -> tuple[str, str, dict]:
 
 
 def step_flops(config, batch_size: int) -> float | None:
-    """XLA FLOPs of one compiled trainer step for `config` at `batch_size` (abstract inputs)."""
-    import jax
+    """XLA FLOPs of one trainer step for `config` at `batch_size`: lamae_jax.train.cost, the count
+    the curve study and flops_to_quality quote (lowered on abstract inputs, nothing compiled)."""
+    from lamae_jax.train import cost
 
-    from lamae_jax.bench.bench_train import cost_flops, random_batch
-    from lamae_jax.train import loop, state as state_lib
-
-    model, tx = state_lib.build_model(config), state_lib.make_optimizer(config)
-    step = loop.make_train_step(config, model, tx, state_lib.make_schedule(config))
-    abstract = jax.eval_shape(lambda: state_lib.init_train_state(config, model, tx))
-    batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                         random_batch(batch_size, int(config.data.crop_samples)))
-    return cost_flops(jax.jit(step).lower(abstract, batch).compile())
+    return cost.train_step_flops(config, batch_size)
 
 
 def run(size: str, batch: int, variants: list[str], *, config: str, dtype: str = "float32",
@@ -66,7 +59,7 @@ def run(size: str, batch: int, variants: list[str], *, config: str, dtype: str =
         t0 = time.perf_counter()
         rows.append({"variant": label, "size": size, "batch": batch, "config": cfg,
                      "flops": step_flops(cfg, batch)})
-        log(f"  {label}: {rows[-1]['flops'] / 1e9:.2f} GFLOP/step (compiled in "
+        log(f"  {label}: {rows[-1]['flops'] / 1e9:.2f} GFLOP/step (lowered in "
             f"{time.perf_counter() - t0:.0f} s)")
     base = rows[0]["flops"]
     for r in rows:
@@ -104,7 +97,7 @@ def main(argv=None) -> None:
     p.add_argument("--variants", default="latent", help="';'-separated CROSS_LEAD[:FIELD=VALUE,...]")
     p.add_argument("--rounds", type=int, default=5, help="timing rounds (the variants interleaved in each)")
     p.add_argument("--block", type=int, default=2, help="steps per variant in each round")
-    p.add_argument("--flops-only", action="store_true", help="compile and count, do not time")
+    p.add_argument("--flops-only", action="store_true", help="count the FLOPs, do not time")
     p.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
     a = p.parse_args(argv)
     import jax

@@ -8,12 +8,15 @@ Extending re-plans the cosine schedule for the new total_steps (the learning rat
 ~0): such a curve is not that of a run planned at the longer budget; curves.json says so per run.
 
 After each run: DIR/curves.json (per run: val EV curve, training FLOPs per step and cumulative,
-parameters, wall time, status; plus meta) and DIR/curves.png (EV against steps and against FLOPs).
-Settings are chosen on validation EV only. Use one DIR per plan.
+parameters, wall time, status; plus meta), DIR/curves.png (EV against steps and against FLOPs) and
+DIR/curves_results.json (the lever table `curve-PLAN` in the docs' results schema, which
+`python -m lamae_jax.report` renders; `--results-json PATH` writes it from DIR at any time, the runs
+re-read from their workdirs). Settings are chosen on validation EV only. Use one DIR per plan.
 
   python -m lamae_jax.studies.curves --plan screen --out runs/curves/screen --dry-run
   python -m lamae_jax.studies.curves --plan screen --out runs/curves/screen --only joint-default,none-default
   python -m lamae_jax.studies.curves --plan plateau --out runs/curves/plateau --set joint:model.decoder_depth=4
+  python -m lamae_jax.studies.curves --out runs/curves/screen --results-json docs/results/curves_screen.json
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ import subprocess
 import sys
 import time
 
-from lamae_jax.studies import curve_plans
+from lamae_jax.studies import curve_plans, curves_results
 from lamae_jax.studies.curve_plans import Plan, Run
-from lamae_jax.studies.scaling import ev_curve
+from lamae_jax.train import metrics_log
 
 RUN_FILE = "curve_run.json"  # per workdir: the run's identity, budgets, invocations, costs
+RESULTS_FILE = "curves_results.json"  # OUT/: curves.json in the docs' results schema
 SECONDS_PER_STEP = (0.4, 0.7)  # :demo defaults on 2 idle CPU cores (wider decoders cost more)
 NON_FINITE_RC = 3  # the trainer's exit status for a non-finite loss: deterministic, not retried
 
@@ -81,24 +85,11 @@ def write_state(workdir: pathlib.Path, state: dict) -> None:
 
 
 def train_cost(config) -> tuple[float | None, int]:
-    """(XLA FLOPs of one training step — forward, backward and AdamW update of the global batch,
-    lowered, never compiled — , parameter count) of a run's config. Validation is not counted."""
-    import functools
+    """(training-step FLOPs, parameter count) of a run's config: lamae_jax.train.cost, the count
+    latent_cost and flops_to_quality quote too. Validation is not counted."""
+    from lamae_jax.train import cost
 
-    import jax
-    import jax.numpy as jnp
-
-    from lamae_jax import models
-    from lamae_jax.train import loop, state as st
-
-    model, tx, schedule = st.build_model(config), st.make_optimizer(config), st.make_schedule(config)
-    abstract = jax.eval_shape(functools.partial(st.init_train_state, config, model, tx))
-    b, leads, t = config.batch_size, config.model.num_leads, config.data.crop_samples
-    sds = jax.ShapeDtypeStruct
-    batch = {"signal": sds((b, leads, t), jnp.int16), "units_per_mv": sds((b,), jnp.float32),
-             "lead_mask": sds((b, leads), jnp.bool_), "valid_length": sds((b,), jnp.int32)}
-    lowered = jax.jit(loop.make_train_step(config, model, tx, schedule)).lower(abstract, batch)
-    return models.cost_flops(lowered), models.param_count(abstract.params)
+    return cost.train_cost(config)
 
 
 class _Stop:
@@ -167,6 +158,8 @@ def _status(run: Run, state: dict | None, done: int) -> str:
         return "failed (non-finite loss)"
     if rc not in (None, 0):
         return f"partial (last invocation rc {rc})"
+    if last[0] and "rc" not in last[0]:  # the runner records rc when the trainer exits
+        return "running or killed (no exit status recorded)"
     return "partial" if done or state else "not started"
 
 
@@ -175,22 +168,15 @@ def _step_time(workdir: pathlib.Path) -> float | None:
     saving excluded by the trainer's timer)."""
     import statistics
 
-    path, times = workdir / "metrics.jsonl", []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            t = json.loads(line).get("step_time")
-        except json.JSONDecodeError:
-            continue
-        if isinstance(t, (int, float)):
-            times.append(float(t))
+    times = [t for _, t in metrics_log.curve(workdir, "step_time")]
     return statistics.median(times) if times else None
 
 
-def run_entry(plan: Plan, run: Run, out: pathlib.Path) -> dict:
+def run_entry(run: Run, out: pathlib.Path) -> dict:
     workdir = out / run.name
     state, done = read_state(workdir), steps_done(workdir)
     flops = (state or {}).get("train_flops_per_step")
-    ev = [(s, v) for s, v in ev_curve(workdir) if s <= done]
+    ev = [(s, v) for s, v in metrics_log.val_ev_curve(workdir) if s <= done]
     budgets = (state or {}).get("budgets", [])
     entry = {"name": run.name, "variant": run.variant, "overrides": run.overrides,
              "steps": run.steps, "steps_done": done, "status": _status(run, state, done),
@@ -199,7 +185,7 @@ def run_entry(plan: Plan, run: Run, out: pathlib.Path) -> dict:
              "val_ev": [[s, v] for s, v in ev],
              "val_ev_vs_train_flops": [[s * flops, v] for s, v in ev] if flops else [],
              "final_val_ev": ev[-1][1] if ev else None,
-             "best_val_ev": max((v for _, v in ev), default=None),
+             "best_val_ev": metrics_log.best(ev),
              "wall_s": sum(i.get("wall_s", 0.0) for i in (state or {}).get("invocations", [])),
              "step_time_s": _step_time(workdir), "budgets": budgets,
              "metric": "val masked-patch explained variance in the model's scaled units"}
@@ -220,6 +206,12 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _flops_description() -> str:
+    from lamae_jax.train import cost
+
+    return cost.DESCRIPTION
+
+
 def meta(plan: Plan, argv: list[str]) -> dict:
     try:
         import jax
@@ -232,18 +224,32 @@ def meta(plan: Plan, argv: list[str]) -> dict:
             "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                         "jax_backend": backend, "jax_version": jax_version},
             "command": shlex.join([sys.executable, "-m", "lamae_jax.studies.curves", *argv]),
-            "flops": "XLA cost analysis of the lowered jitted training step (forward, backward, "
-                     "AdamW) at the global batch; validation excluded; cumulative = step x per step",
+            "flops": _flops_description() + "; cumulative = step x per step",
             "selection": "settings are chosen on validation EV only"}
 
 
 def write_outputs(plan: Plan, out: pathlib.Path, argv: list[str]) -> dict:
-    result = {"meta": meta(plan, argv), "runs": [run_entry(plan, r, out) for r in plan.runs]}
+    result = {"meta": meta(plan, argv), "runs": [run_entry(r, out) for r in plan.runs]}
     tmp = out / "curves.json.tmp"
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(out / "curves.json")
     plot(result, out / "curves.png")
+    curves_results.write(result, out / RESULTS_FILE, f"rendered from {out / 'curves.json'} by the runner")
     return result
+
+
+def current(out: pathlib.Path) -> dict:
+    """OUT/curves.json with each run's entry re-read from its workdir (read-only: a run that is
+    going on, or was stopped, since the file was written is shown as it is now)."""
+    path = out / "curves.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run a plan with --out {out} first")
+    doc = json.loads(path.read_text())
+    runs = []
+    for e in doc["runs"]:
+        run = Run(e["name"], e["variant"], dict(e.get("overrides", {})), int(e["steps"]))
+        runs.append(run_entry(run, out) if (out / run.name / RUN_FILE).is_file() else e)
+    return {**doc, "runs": runs}
 
 
 def plot(result: dict, path: pathlib.Path) -> None:
@@ -352,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.studies.curves", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    which = ap.add_mutually_exclusive_group(required=True)
+    which = ap.add_mutually_exclusive_group()
     which.add_argument("--plan", help=f"one of {sorted(curve_plans.PLANS)}")
     which.add_argument("--plan-file", help="a plan as JSON (see lamae_jax.studies.curve_plans)")
     ap.add_argument("--out", required=True, help="one directory per plan; a workdir per run in it")
@@ -362,9 +368,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the plan and its budget, run nothing")
     ap.add_argument("--launcher", choices=sorted(LAUNCHERS), default="subprocess",
                     help="subprocess (default): python -m lamae_jax.train per run; inprocess: tests")
+    ap.add_argument("--results-json", metavar="PATH", default=None,
+                    help="write OUT/curves.json (runs re-read from their workdirs) as a docs results "
+                         "JSON (table curve-PLAN) to PATH and exit; no plan needed (default: only "
+                         f"OUT/{RESULTS_FILE}, after each run)")
     args = ap.parse_args(argv)
     out = pathlib.Path(args.out).expanduser()
+    if not (args.plan or args.plan_file or args.results_json):
+        ap.error("one of --plan, --plan-file or --results-json is required")
     try:
+        if args.results_json:
+            doc = current(out)
+            read = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            path = curves_results.write(doc, args.results_json, f"rendered from {out / 'curves.json'} "
+                                        f"and its runs' workdirs as they were at {read}")
+            print(f"wrote {path}: table {curves_results.table_id(doc['meta'].get('plan', 'plan'))}")
+            return 0
         plan = curve_plans.from_file(args.plan_file) if args.plan_file else curve_plans.get(args.plan)
         plan = curve_plans.apply_sets(plan, args.set)
         names = [n for n in args.only.split(",") if n]

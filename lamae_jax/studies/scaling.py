@@ -18,17 +18,11 @@ from lamae_jax.cli_help import HelpFormatter
 
 
 def ev_curve(workdir) -> list[tuple[int, float]]:
-    """(step, val_ev) of every evaluation logged in W/metrics.jsonl."""
-    path = pathlib.Path(workdir).expanduser() / "metrics.jsonl"
-    out = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("val_ev") is not None:
-            out.append((int(rec["step"]), float(rec["val_ev"])))
-    return out
+    """(step, val_ev) of every evaluation logged in W/metrics.jsonl: train.metrics_log's reader
+    (the last value per step wins after a resume; a cut line is skipped with a warning)."""
+    from lamae_jax.train import metrics_log
+
+    return metrics_log.val_ev_curve(workdir)
 
 
 def probe_curve(workdir, *, codes: str, fractions, seeds: int, n_boot: int, readout: str,

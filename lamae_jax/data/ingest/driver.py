@@ -5,6 +5,8 @@ Memory stays bounded: the record list (or directory walk) is read row by row, at
 dataset-sized structures in the parent are the label table (study_id -> codes string), the
 set of seen study ids and, in the merge (merge.py), the signal hashes for duplicate detection. Resume: chunks whose sidecar exists with the same
 input fingerprint are skipped; the final files are rebuilt from all sidecars in chunk order.
+Called with workers > 1 from a script's top level without `if __name__ == "__main__":`, it fails at
+once (lamae_jax.data.main_guard): the forkserver workers re-import the script and would re-run it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import time
 from typing import Iterator
 
+from lamae_jax.data import main_guard
 from lamae_jax.data.ingest import workers as W
 from lamae_jax.data.ingest.label_sources import FORMATS, make_label_source
 from lamae_jax.data.ingest.merge import MANIFEST_COLUMNS, merge  # noqa: F401 - MANIFEST_COLUMNS re-exported
@@ -247,6 +250,12 @@ def _schedule(cfg, tasks, progress, stop_after_chunks, usage):
 def run_ingest(cfg: IngestConfig, progress: bool = True, stop_after_chunks: int | None = None) -> dict:
     """Preprocesses everything into cfg.out; returns report.json's dict plus 'seconds' and
     'complete' (False only when stop_after_chunks stopped it early, a test hook for resume)."""
+    if cfg.workers > 1:  # before anything is written: a worker re-running this would clobber it
+        main_guard.refuse_unguarded_main(
+            f"run_ingest(workers={cfg.workers})",
+            "Ingestion with workers > 1 starts worker processes (forkserver), which re-import that "
+            "script: each worker would run the ingestion again into the same output directory and "
+            "break the pool.", "or ingest with workers=1")
     t0 = time.perf_counter()
     run = cfg.run_dict()
     _prepare_out(cfg, run)

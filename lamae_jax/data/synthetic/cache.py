@@ -16,9 +16,10 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
+
+from lamae_jax.data import main_guard
 
 DONE_FILE = "SYNTHETIC_DONE"
 
@@ -51,72 +52,17 @@ def _build(out: str, num_records: int, seed: int, workers: int) -> dict:
     return report
 
 
-class MainGuardError(RuntimeError):
-    """The synthetic cache was asked for at a script's import time; the message says to add the guard."""
-
-
-def _main_guard_message(script: str, where: str) -> str:
-    return (f"ensure_synthetic_dataset() was called at the top level of {script} ({where}). "
-            f"Building the synthetic cache starts worker processes with the spawn/forkserver start "
-            f"method, which re-import that script: each worker would call it again and wait forever "
-            f"on the cache lock. Put the script's code under `if __name__ == \"__main__\":`")
-
-
-def _module_frame(module_name: str):
-    """The frame running the top level of the module called `module_name`, if one is on the stack."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == module_name:
-            return frame
-        frame = frame.f_back
-    return None
+MainGuardError = main_guard.MainGuardError  # the synthetic cache's error, shared with ingestion
 
 
 def _refuse_unguarded_main() -> None:
-    """MainGuardError when worker processes would re-run this very call (see the module docstring).
-
-    In a worker: called while `__mp_main__` (the parent's script, re-imported during the worker's
-    bootstrap, before multiprocessing.parent_process() is set) runs its top level. In the parent:
-    called from the top level of a `__main__` that spawn would re-import (a script path or a plain
-    module; not -c, a REPL or a package's __main__.py, which spawn skips), outside its
-    `if __name__ == "__main__":` block."""
-    frame = _module_frame("__mp_main__")
-    if frame is not None:
-        raise MainGuardError(_main_guard_message(
-            frame.f_code.co_filename, "re-imported by a worker process as __mp_main__"))
-    frame = _module_frame("__main__")
-    if frame is None or _inside_main_guard(frame.f_code.co_filename, frame.f_lineno) is not False:
-        return
-    from multiprocessing import spawn
-
-    data = spawn.get_preparation_data("probe")
-    name = data.get("init_main_from_name")
-    if "init_main_from_path" in data or (name and name != "__main__" and not name.endswith(".__main__")):
-        raise MainGuardError(_main_guard_message(frame.f_code.co_filename,
-                                                 f"line {frame.f_lineno}, at import time"))
-
-
-def _inside_main_guard(path: str, lineno: int) -> bool | None:
-    """Whether line `lineno` of the script lies inside an `if __name__ == "__main__":` block
-    (a worker's re-import skips it); None when the source cannot be read (then nothing is refused)."""
-    import ast
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read())
-    except (OSError, SyntaxError, ValueError):
-        return None
-
-    def is_main_test(test) -> bool:
-        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
-            return False
-        sides = [test.left, test.comparators[0]]
-        return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
-                and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
-
-    return any(isinstance(node, ast.If) and is_main_test(node.test)
-               and any(n.lineno <= lineno <= (n.end_lineno or n.lineno) for n in node.body)
-               for node in ast.walk(tree))
+    """MainGuardError when worker processes would re-run this very call (see the module docstring
+    and lamae_jax.data.main_guard)."""
+    main_guard.refuse_unguarded_main(
+        "ensure_synthetic_dataset()",
+        "Building the synthetic cache starts worker processes with the spawn/forkserver start "
+        "method, which re-import that script: each worker would call it again and wait forever "
+        "on the cache lock.")
 
 
 def ensure_synthetic_dataset(data_config, *, verbose: bool = True) -> str:
