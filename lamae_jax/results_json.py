@@ -291,6 +291,26 @@ def tables_from_comparison(comparison: dict, prefix: str = "compare") -> tuple[l
     return [auroc, paired], curves
 
 
+def _pct(key) -> str:
+    return f"{float(key) * 100:g} %"
+
+
+def tables_from_control(control: dict, table_id: str = "demo-probe") -> list[dict]:
+    """evaluate --control's control.json -> the docs' demo-probe table: macro AUROC of the pretrained
+    encoder and its random-init twin per label fraction, and their paired difference [95 % CI]."""
+    meta, summary = control["meta"], control["summary"]
+    step = meta.get("step")
+    rows = [[_pct(k), summary["pretrained"][k]["macro_auroc"], summary["random"][k]["macro_auroc"],
+             _ci_cell(d["auroc"]["diff"], d["auroc"]["ci"], signed=True)]
+            for k, d in control["pretrained_minus_random"].items()]
+    return [{"id": table_id, "title": f"Linear probe of `{meta.get('cross_lead')}` ({meta.get('size')}, "
+             f"step {step}), {meta.get('codes')} codes, test macro AUROC",
+             "columns": ["labels", "pretrained", "random init (same architecture)",
+                         "pretrained − random [95 % paired CI]"], "rows": rows, "format": "{:.3f}",
+             "notes": [f"{meta.get('seeds')} seed(s) per fraction < 1, {meta.get('n_boot')} bootstrap "
+                       f"replicates over test subjects; readout {meta.get('readout', 'default')}"]}]
+
+
 # ----------------------------------------------------------------------------- plots
 
 def curves_from_comparison(comparison: dict) -> dict[str, dict]:
