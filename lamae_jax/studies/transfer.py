@@ -109,7 +109,7 @@ def run_cell(model: str, method: str, workdir: str, dataset: Dataset, data_dir: 
                                             step=None if step == "random" else step, fractions=fractions,
                                             seeds=seeds, n_boot=n_boot, out_dir=str(cell), readout=readout)
     else:
-        ft_readout = finetune_readout(workdir, readout)
+        ft_readout = finetune.default_readout(workdir, readout)
         results = finetune.finetune_workdir(workdir, data=data_dir, task=dataset.task, init=init,
                                             step=None if step == "random" else step, mode="full",
                                             readout=ft_readout, fractions=fractions, seeds=seeds,
@@ -133,15 +133,6 @@ def _checkpoint_key(workdir: str, step) -> str:
         model = json.dumps(config.model.to_dict(), sort_keys=True)
         return "random-" + hashlib.sha1(f"seed{config.seed}|{model}".encode()).hexdigest()[:10]
     return checkpoints.checkpoint_identity(workdir, step)
-
-
-def finetune_readout(workdir: str, readout: str) -> str:
-    """evaluate's 'default' readout (the ECG embedding) under fine-tuning's names."""
-    if readout != "default":
-        return readout
-    from lamae_jax.train import checkpoints
-
-    return "latent" if checkpoints.load_config(workdir).model.cross_lead == "latent" else "mean"
 
 
 def paired_vs_random(cells: dict) -> dict:
