@@ -213,6 +213,28 @@ def transfer_markdown(rows: list[dict], fractions, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def results_tables(rows: list[dict], fractions) -> list[dict]:
+    """summary_table's rows -> the docs' transfer table (docs/results/transfer.json): macro AUROC
+    [95 % CI] and the paired difference vs random init (bold: its CI excludes 0) per fraction."""
+    from lamae_jax.results_json import ci_cell
+
+    keys = [f"{f:g}" for f in fractions]
+    columns = ["data", "method", "encoder"]
+    for k in keys:
+        columns += [f"{100 * float(k):g} % labels", "Δ vs random [paired CI]"]
+    body = []
+    for r in rows:
+        row = [DATASETS[r["dataset"]].title, "fine-tune" if r["method"] == "finetune" else r["method"], r["model"]]
+        for k in keys:
+            e = r["fractions"].get(k) or {}
+            d = e.get("vs_random")
+            row += [ci_cell(e.get("macro_auroc"), e.get("ci")),
+                    None if d is None else ci_cell(d["diff"], d["ci"], signed=True)]
+        body.append(row)
+    return [{"id": "transfer", "title": "Transfer to real labelled ECGs: test macro AUROC [95 % CI] and "
+             "paired difference vs random init", "columns": columns, "rows": body, "notes": []}]
+
+
 def plot_transfer(rows: list[dict], fractions, path) -> None:
     """One panel per (dataset, method): macro AUROC with its CI per encoder, per label fraction."""
     import matplotlib

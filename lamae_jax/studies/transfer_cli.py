@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates over test subjects for the CIs")
     ap.add_argument("--readout", default="default", choices=("default", "mean", "concat", "latent"),
                     help="features of the probe and the fine-tuning head (default: the ECG embedding)")
+    ap.add_argument("--results-json", default=None, metavar="PATH",
+                    help="also write the docs' transfer table (commit, date, machine, this command) to PATH "
+                         "(default: none)")
     ap.add_argument("--methods", default="probe,finetune", help="probe (frozen encoder, linear) and/or finetune (full)")
     return ap
 
@@ -151,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.time() - t0, 1),
             "note": f"Probe: {args.probe_seeds} seeds; fine-tune: {args.finetune_seeds} seed(s), "
                     f"{args.epochs} epochs; pretraining of real/mixed: {args.pretrain_steps} steps."}
-    transfer.write_outputs(cells, fractions, out, meta, leads)
+    rows = transfer.write_outputs(cells, fractions, out, meta, leads)
+    if args.results_json:
+        from lamae_jax import results_json
+
+        path = results_json.write_results(args.results_json, transfer.results_tables(rows, fractions),
+                                          command=["python", "-m", "lamae_jax.transfer", *argv])
+        print(f"wrote {path}")
     print(f"transfer benchmark took {time.time() - t0:.0f} s", flush=True)
     return 0
 
