@@ -252,7 +252,7 @@ def write_doc(doc_path: str | os.PathLike, rendered: dict[str, str]) -> list[str
 
 # ----------------------------------------------------------------------------- from compare
 
-def _ci_cell(x, ci, signed=False) -> str:
+def ci_cell(x, ci, signed=False) -> str:
     if x is None:
         return ""
     f = "{:+.3f}" if signed else "{:.3f}"
@@ -274,14 +274,14 @@ def tables_from_comparison(comparison: dict, prefix: str = "compare") -> tuple[l
              "columns": ["row", "params", "final val loss", "pretraining s"] + [f"@ {label(k)}" for k in keys],
              "rows": [[name, r.get("params"), r.get("val_loss"),
                        None if r.get("train_seconds") is None else round(float(r["train_seconds"]))]
-                      + [_ci_cell(r["macro_auroc"].get(k), (r.get("macro_auroc_ci") or {}).get(k)) for k in keys]
+                      + [ci_cell(r["macro_auroc"].get(k), (r.get("macro_auroc_ci") or {}).get(k)) for k in keys]
                       for name, r in rows.items()], "format": "{:.3f}"}
     diffs = comparison.get("paired_differences", {})
     dkeys = list(dict.fromkeys(k for d in diffs.values() for k in d))
     paired = {"id": f"{prefix}-paired", "title": "Paired differences of macro AUROC [95 % CI over the same "
               "resampled test subjects]; bold: the CI excludes 0",
               "columns": ["difference"] + [f"@ {label(k)}" for k in dkeys],
-              "rows": [[name] + [_ci_cell((d.get(k) or {}).get("auroc", {}).get("diff"),
+              "rows": [[name] + [ci_cell((d.get(k) or {}).get("auroc", {}).get("diff"),
                                           (d.get(k) or {}).get("auroc", {}).get("ci"), signed=True)
                                  for k in dkeys] for name, d in diffs.items()]}
     curves = [{"id": prefix, "title": "Label efficiency (test macro AUROC)", "fractions": [float(k) for k in keys],
@@ -289,6 +289,26 @@ def tables_from_comparison(comparison: dict, prefix: str = "compare") -> tuple[l
                                  "ci": [(r.get("macro_auroc_ci") or {}).get(k) for k in keys]}
                           for name, r in rows.items() if r.get("init", "pretrained") == "pretrained"}}]
     return [auroc, paired], curves
+
+
+def _pct(key) -> str:
+    return f"{float(key) * 100:g} %"
+
+
+def tables_from_control(control: dict, table_id: str = "demo-probe") -> list[dict]:
+    """evaluate --control's control.json -> the docs' demo-probe table: macro AUROC of the pretrained
+    encoder and its random-init twin per label fraction, and their paired difference [95 % CI]."""
+    meta, summary = control["meta"], control["summary"]
+    step = meta.get("step")
+    rows = [[_pct(k), summary["pretrained"][k]["macro_auroc"], summary["random"][k]["macro_auroc"],
+             ci_cell(d["auroc"]["diff"], d["auroc"]["ci"], signed=True)]
+            for k, d in control["pretrained_minus_random"].items()]
+    return [{"id": table_id, "title": f"Linear probe of `{meta.get('cross_lead')}` ({meta.get('size')}, "
+             f"step {step}), {meta.get('codes')} codes, test macro AUROC",
+             "columns": ["labels", "pretrained", "random init (same architecture)",
+                         "pretrained − random [95 % paired CI]"], "rows": rows, "format": "{:.3f}",
+             "notes": [f"{meta.get('seeds')} seed(s) per fraction < 1, {meta.get('n_boot')} bootstrap "
+                       f"replicates over test subjects; readout {meta.get('readout', 'default')}"]}]
 
 
 # ----------------------------------------------------------------------------- plots

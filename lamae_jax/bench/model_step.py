@@ -2,6 +2,8 @@
 
     python -m lamae_jax.bench.model_step --sizes=tiny,small,base --params_only
     python -m lamae_jax.bench.model_step --sizes=small --batch=32 --steps=5
+    python -m lamae_jax.bench.model_step --sizes=tiny,small,base --params_only \
+        --config configs/base.py:demo --results-json docs/results/model_params.json
 """
 
 from __future__ import annotations
@@ -33,6 +35,45 @@ def count(size: str, cross_lead: str) -> int:
     return param_count(shapes["params"])
 
 
+def count_config(spec: str) -> tuple[str, str, int]:
+    """(cross_lead, row label, parameters) of a config file's model, e.g. configs/base.py:demo."""
+    from lamae_jax.config_file import load_config
+
+    model = load_config(spec, []).model
+    paper = load_config(spec.split(":")[0], []).model
+    changed = [f"{k} {model[k]}" for k in sorted(model) if k not in ("size", "dtype") and model[k] != paper.get(k)]
+    x, lm = jnp.zeros((1, 12, 2500)), jnp.ones((1, 12), bool)
+    k = jax.random.key(0)
+    net = build(model)
+    shapes = jax.eval_shape(lambda: net.init({"params": k, "mask": k, "dropout": k}, x, lm))
+    variant = spec.split(":")[1] if ":" in spec else spec
+    label = f"{model.size} as in `:{variant}`" + (f" ({', '.join(changed)})" if changed else "")
+    return model.cross_lead, label, param_count(shapes["params"])
+
+
+_SIZE_USE = {"tiny": "tests", "base": "paper"}  # what each size is for, in the table's row label
+
+
+def size_label(size: str) -> str:
+    """'small (128×3, 4 / 64×1 / 2 per position ×2)': encoder width×depth, heads / decoder / latents."""
+    from lamae_jax.models import SIZES
+
+    d = SIZES[size]
+    text = (f"{size} ({d['encoder_width']}×{d['encoder_depth']}, {d['encoder_heads']} / "
+            f"{d['decoder_width']}×{d['decoder_depth']} / {d['time_latents']} per position ×{d['latent_depth']})")
+    return text + (f", {_SIZE_USE[size]}" if size in _SIZE_USE else "")
+
+
+def params_table(counts: dict, variants, extra_rows=()) -> dict:
+    """The docs' param-counts table: counts {size: {variant: n}}; extra_rows (label, variant, n)."""
+    rows = [[size_label(size)] + [f"{per[v]:,}" if v in per else None for v in variants]
+            for size, per in counts.items()]
+    rows += [[label] + [f"{n:,}" if v == variant else None for v in variants] for variant, label, n in extra_rows]
+    return {"id": "param-counts", "title": "Parameter count per size and variant",
+            "columns": ["size (enc width×depth, heads / dec width×depth / latents×latent depth)", *variants],
+            "rows": rows, "notes": []}
+
+
 def step_time(size: str, cross_lead: str, batch: int, steps: int, dtype: str,
               **overrides) -> tuple[float, float]:
     """Median (wall, process CPU) seconds of one jitted forward+backward after warm-up."""
@@ -62,7 +103,7 @@ def step_time(size: str, cross_lead: str, batch: int, steps: int, dtype: str,
     return statistics.median(times), statistics.median(cpu)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.bench.model_step", description=__doc__.splitlines()[0],
                                  formatter_class=HelpFormatter)
     ap.add_argument("--sizes", default="small", help="comma-separated model sizes: tiny, small, base")
@@ -71,15 +112,37 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up")
     ap.add_argument("--dtype", default="bfloat16", help="compute dtype (float32 is faster on most CPUs)")
     ap.add_argument("--params_only", action="store_true", help="print parameter counts only (no timing)")
-    a = ap.parse_args()
+    ap.add_argument("--config", action="append", default=[], metavar="PATH:VARIANT",
+                    help="also count this config file's model (repeatable; default: none)")
+    ap.add_argument("--results-json", default=None, metavar="PATH",
+                    help="with --params_only: write the docs' param-counts table (commit, date, machine, "
+                         "this command) to PATH (default: none)")
+    a = ap.parse_args(argv)
+    if a.results_json and not a.params_only:
+        ap.error("--results-json needs --params_only")
     print(f"backend={jax.default_backend()} devices={jax.device_count()}")
+    variants = a.variants.split(",")
+    counts: dict = {}
     for size in a.sizes.split(","):
-        for v in a.variants.split(","):
-            line = f"size={size:<5} cross_lead={v:<6} params={count(size, v):>11,}"
+        for v in variants:
+            n = counts.setdefault(size, {})[v] = count(size, v)
+            line = f"size={size:<5} cross_lead={v:<6} params={n:>11,}"
             if not a.params_only:
                 wall, cpu = step_time(size, v, a.batch, a.steps, a.dtype)
                 line += f"  fwd+bwd batch {a.batch} {a.dtype}: {wall:.3f} s/step ({cpu:.2f} cpu-s)"
             print(line, flush=True)
+    extra = [count_config(spec) for spec in a.config]
+    for v, label, n in extra:
+        print(f"{label}: cross_lead={v} params={n:,}", flush=True)
+    if a.results_json:
+        import sys
+
+        from lamae_jax import results_json
+
+        argv_ = sys.argv[1:] if argv is None else list(argv)
+        path = results_json.write_results(a.results_json, [params_table(counts, variants, extra)],
+                                          command=["python", "-m", "lamae_jax.bench.model_step", *argv_])
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

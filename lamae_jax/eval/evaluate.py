@@ -359,7 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control", action="store_true",
                     help="also probe the random-init control and write W/eval/control.{json,md} "
                          "(paired bootstrap differences pretrained - random)")
+    ap.add_argument("--results-json", default=None, metavar="PATH",
+                    help="with --control: also write the docs' results JSON (demo-probe table: commit, "
+                         "date, machine, this command) to PATH (default: none)")
     args = ap.parse_args(argv)
+    if args.results_json and (not args.control or args.readout == "all"):
+        ap.error("--results-json needs --control and one --readout")
     if args.seeds < 1 or args.bootstrap < 0 or args.batch_size < 1:
         ap.error("--seeds and --batch-size must be >= 1, --bootstrap >= 0")
 
@@ -379,7 +384,15 @@ def main(argv: list[str] | None = None) -> int:
         for readout in readouts:
             out_dir = args.out if len(readouts) == 1 or not args.out else os.path.join(args.out, readout)
             if args.control:
-                evaluate_with_control(args.workdir, out_dir=out_dir, readout=readout, **kw)
+                control = evaluate_with_control(args.workdir, out_dir=out_dir, readout=readout, **kw)
+                if control and args.results_json:
+                    from lamae_jax import results_json
+
+                    argv_ = sys.argv[1:] if argv is None else list(argv)
+                    path = results_json.write_results(
+                        args.results_json, results_json.tables_from_control(control),
+                        command=["python", "-m", "lamae_jax.evaluate", *argv_])
+                    print(f"wrote {path}")
                 continue
             results = evaluate_workdir(args.workdir, out_dir=out_dir, init=args.init, readout=readout, **kw)
             if results:

@@ -196,33 +196,98 @@ def markdown(rows: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+_COLUMNS = {"limb_from_I_II": "limb from I + II", "precordial_from_limb": "V1–V6 from limb",
+            "limb_from_precordial": "limb from V1–V6", ONE_LEAD: "each lead from the other 11"}
+
+
+def encoder_label(results: dict, whole_lead_mask_prob: float) -> str:
+    """'latent, 600 steps, `whole_lead_mask_prob` 0.3', or the random-init floor."""
+    meta = results["meta"]
+    if meta["init"] == "random":
+        return "random init (the floor)"
+    return f"{meta['cross_lead']}, {meta['step']:,} steps, `whole_lead_mask_prob` {whole_lead_mask_prob:g}"
+
+
+def results_table(rows: list[tuple[str, str, dict]]) -> dict:
+    """[(encoder label, data label, evaluate_workdir results)] -> the docs' lead-recon-budget table
+    (docs/results/lead_reconstruction.json): mean r / pooled EV per scenario."""
+    def cell(res, s):
+        m = res["scenarios"].get(s, {}).get("mean")
+        return None if not m else f"{m['r']:.3f} / {m['ev']:.2f}"
+
+    return {"id": "lead-recon-budget", "title": "Lead reconstruction, mean Pearson r / pooled explained "
+            "variance over the held-out leads", "columns": ["encoder (`:demo` architecture)", "data",
+                                                            *_COLUMNS.values()],
+            "rows": [[enc, data, *(cell(res, s) for s in _COLUMNS)] for enc, data, res in rows], "notes": []}
+
+
+def _data_arg(text: str | None, config) -> tuple[str, str | None]:
+    """'[NAME=]DIR' -> (label, DIR); None -> the workdir's own data, labelled by its root."""
+    if text is None:
+        root = str(config.data.root)
+        return ("synthetic" if "synthetic" in root else root.rstrip("/").split("/")[-1]), None
+    name, sep, path = text.partition("=")
+    return (name, path) if sep else (text.rstrip("/").split("/")[-1], text)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
+    import pathlib
+    import sys
 
     from lamae_jax.cli_help import HelpFormatter
-    import sys
 
     ap = argparse.ArgumentParser(prog="python -m lamae_jax.studies.lead_reconstruction", description=__doc__,
                                  formatter_class=HelpFormatter)
-    ap.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
-    ap.add_argument("--data", default=None, help="preprocessed directory (default: the workdir's data)")
+    ap.add_argument("--workdir", required=True, nargs="+",
+                    help="training workdir(s) (config.json + checkpoints/); several: one row each")
+    ap.add_argument("--data", default=None, nargs="+", metavar="[NAME=]DIR",
+                    help="preprocessed directory(ies), each optionally labelled NAME (default: each workdir's "
+                         "own data)")
     ap.add_argument("--split", default="test", help="records to reconstruct")
     ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     ap.add_argument("--init", choices=("pretrained", "random"), default="pretrained",
                     help="random: the same architecture with random weights (the floor)")
+    ap.add_argument("--control", action="store_true",
+                    help="also the random-init floor of the first workdir on each data (default: off)")
     ap.add_argument("--mask-ratio", type=float, default=0.0,
                     help="random patch masking of the visible leads (default 0: fully visible)")
     ap.add_argument("--batch-size", type=int, default=32, help="records per step")
-    ap.add_argument("--out", default=None, help="output folder (default W/lead_reconstruction)")
+    ap.add_argument("--out", default=None,
+                    help="output folder (default W/lead_reconstruction; several runs: a sub-folder DATA-INIT each)")
+    ap.add_argument("--results-json", default=None, metavar="PATH",
+                    help="also write the docs' lead-recon-budget table (commit, date, machine, this command) "
+                         "to PATH (default: none)")
     args = ap.parse_args(argv)
+    from lamae_jax.train import checkpoints
+
+    rows, printed = [], {}
     try:
-        r = evaluate_workdir(args.workdir, data=args.data, split=args.split, step=args.step,
-                             init=args.init, mask_ratio=args.mask_ratio, batch_size=args.batch_size,
-                             out_dir=args.out)
+        jobs = [(w, args.init) for w in args.workdir]
+        if args.control:
+            jobs.insert(0, (args.workdir[0], "random"))
+        jobs = [(w, init, d) for d in (args.data or [None]) for w, init in jobs]
+        for w, init, d in jobs:
+            config = checkpoints.load_config(w)  # a clear error when W is not a training workdir
+            label, data = _data_arg(d, config)
+            out = args.out if args.out else pathlib.Path(w).expanduser() / "lead_reconstruction"
+            if len(jobs) > 1:
+                out = pathlib.Path(out) / f"{label}-{init}" / pathlib.Path(w).name
+            r = evaluate_workdir(w, data=data, split=args.split, step=args.step, init=init,
+                                 mask_ratio=args.mask_ratio, batch_size=args.batch_size, out_dir=out)
+            rows.append((encoder_label(r, float(config.model.whole_lead_mask_prob)), label, r))
+            printed[f"{r['meta']['cross_lead']} ({r['meta']['step']}), {label}"] = r
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(markdown({f"{r['meta']['cross_lead']} ({r['meta']['step']})": r}), flush=True)
+    print(markdown(printed), flush=True)
+    if args.results_json:
+        from lamae_jax import results_json
+
+        argv_ = sys.argv[1:] if argv is None else list(argv)
+        path = results_json.write_results(args.results_json, [results_table(rows)],
+                                          command=["python", "-m", "lamae_jax.studies.lead_reconstruction", *argv_])
+        print(f"wrote {path}")
     return 0
 
 

@@ -109,7 +109,7 @@ def run_cell(model: str, method: str, workdir: str, dataset: Dataset, data_dir: 
                                             step=None if step == "random" else step, fractions=fractions,
                                             seeds=seeds, n_boot=n_boot, out_dir=str(cell), readout=readout)
     else:
-        ft_readout = finetune_readout(workdir, readout)
+        ft_readout = finetune.default_readout(workdir, readout)
         results = finetune.finetune_workdir(workdir, data=data_dir, task=dataset.task, init=init,
                                             step=None if step == "random" else step, mode="full",
                                             readout=ft_readout, fractions=fractions, seeds=seeds,
@@ -133,15 +133,6 @@ def _checkpoint_key(workdir: str, step) -> str:
         model = json.dumps(config.model.to_dict(), sort_keys=True)
         return "random-" + hashlib.sha1(f"seed{config.seed}|{model}".encode()).hexdigest()[:10]
     return checkpoints.checkpoint_identity(workdir, step)
-
-
-def finetune_readout(workdir: str, readout: str) -> str:
-    """evaluate's 'default' readout (the ECG embedding) under fine-tuning's names."""
-    if readout != "default":
-        return readout
-    from lamae_jax.train import checkpoints
-
-    return "latent" if checkpoints.load_config(workdir).model.cross_lead == "latent" else "mean"
 
 
 def paired_vs_random(cells: dict) -> dict:
@@ -220,6 +211,28 @@ def transfer_markdown(rows: list[dict], fractions, meta: dict) -> str:
             lines.append(f"| {DATASETS[r['dataset']].title} | {r['method']} | {r['model']} | "
                          + " | ".join(_fmt(r["per_code_auroc_100"].get(c), 2) for c in codes) + " |")
     return "\n".join(lines) + "\n"
+
+
+def results_tables(rows: list[dict], fractions) -> list[dict]:
+    """summary_table's rows -> the docs' transfer table (docs/results/transfer.json): macro AUROC
+    [95 % CI] and the paired difference vs random init (bold: its CI excludes 0) per fraction."""
+    from lamae_jax.results_json import ci_cell
+
+    keys = [f"{f:g}" for f in fractions]
+    columns = ["data", "method", "encoder"]
+    for k in keys:
+        columns += [f"{100 * float(k):g} % labels", "Δ vs random [paired CI]"]
+    body = []
+    for r in rows:
+        row = [DATASETS[r["dataset"]].title, "fine-tune" if r["method"] == "finetune" else r["method"], r["model"]]
+        for k in keys:
+            e = r["fractions"].get(k) or {}
+            d = e.get("vs_random")
+            row += [ci_cell(e.get("macro_auroc"), e.get("ci")),
+                    None if d is None else ci_cell(d["diff"], d["ci"], signed=True)]
+        body.append(row)
+    return [{"id": "transfer", "title": "Transfer to real labelled ECGs: test macro AUROC [95 % CI] and "
+             "paired difference vs random init", "columns": columns, "rows": body, "notes": []}]
 
 
 def plot_transfer(rows: list[dict], fractions, path) -> None:

@@ -1,7 +1,8 @@
 """`python -m lamae_jax.transfer --out runs/transfer --synthetic-workdir runs/demo`: the transfer
 benchmark on real labelled ECGs (PTB-XL superclasses, CPSC2018 9 classes).
 
-1. Preprocesses ../shared/ecg-real (or --real-data, $LAMAE_ECG_REAL) into OUT/data/{ptbxl,cpsc}.
+1. Preprocesses --real-data (default $LAMAE_ECG_REAL): a folder with PTB-XL (ptb-xl/, with
+   ptbxl_database.csv) and the CPSC2018 challenge records (cpsc2018/), into OUT/data/{ptbxl,cpsc}.
 2. Pretrains the --synthetic-workdir's architecture (--config, default configs/base.py:demo, plus
    any --config.KEY=VALUE) for --pretrain-steps on the real datasets' *training* records (OUT/real)
    and on synthetic + real mixed (OUT/mixed). Their test records are never pretrained on.
@@ -24,11 +25,7 @@ from lamae_jax.studies.transfer import DATASETS, MODELS
 
 
 def default_real_data() -> str | None:
-    env = os.environ.get("LAMAE_ECG_REAL")
-    if env:
-        return env
-    local = pathlib.Path("../shared/ecg-real")
-    return str(local) if local.is_dir() else None
+    return os.environ.get("LAMAE_ECG_REAL") or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a finished pretraining workdir on synthetic data (e.g. train :demo); its "
                          "architecture is the one every encoder here shares")
     ap.add_argument("--real-data", default=default_real_data(),
-                    help="ecg-real folder (ptb-xl/, cpsc2018/); default $LAMAE_ECG_REAL or ../shared/ecg-real")
+                    help="folder holding PTB-XL (ptb-xl/) and CPSC2018 (cpsc2018/); default $LAMAE_ECG_REAL")
     ap.add_argument("--config", default="configs/base.py:demo", help="config of the real/mixed pretraining")
     ap.add_argument("--pretrain-steps", type=int, default=250, help="steps of the real and mixed pretraining runs")
     ap.add_argument("--models", default=",".join(MODELS), help="encoders to compare (random = the control)")
@@ -54,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates over test subjects for the CIs")
     ap.add_argument("--readout", default="default", choices=("default", "mean", "concat", "latent"),
                     help="features of the probe and the fine-tuning head (default: the ECG embedding)")
+    ap.add_argument("--results-json", default=None, metavar="PATH",
+                    help="also write the docs' transfer table (commit, date, machine, this command) to PATH "
+                         "(default: none)")
     ap.add_argument("--methods", default="probe,finetune", help="probe (frozen encoder, linear) and/or finetune (full)")
     return ap
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     datasets = _list(args.datasets, DATASETS, "datasets", ap)
     methods = _list(args.methods, ("probe", "finetune"), "methods", ap)
     if not args.real_data:
-        ap.error("no real data: pass --real-data (the ecg-real folder) or set $LAMAE_ECG_REAL")
+        ap.error("no real data: pass --real-data (the folder with ptb-xl/ and cpsc2018/) or set $LAMAE_ECG_REAL")
     if not 0 < args.low_fraction < 1:
         ap.error(f"--low-fraction must be in (0, 1), got {args.low_fraction}")
 
@@ -154,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.time() - t0, 1),
             "note": f"Probe: {args.probe_seeds} seeds; fine-tune: {args.finetune_seeds} seed(s), "
                     f"{args.epochs} epochs; pretraining of real/mixed: {args.pretrain_steps} steps."}
-    transfer.write_outputs(cells, fractions, out, meta, leads)
+    rows = transfer.write_outputs(cells, fractions, out, meta, leads)
+    if args.results_json:
+        from lamae_jax import results_json
+
+        path = results_json.write_results(args.results_json, transfer.results_tables(rows, fractions),
+                                          command=["python", "-m", "lamae_jax.transfer", *argv])
+        print(f"wrote {path}")
     print(f"transfer benchmark took {time.time() - t0:.0f} s", flush=True)
     return 0
 

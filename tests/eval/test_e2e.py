@@ -138,14 +138,31 @@ def test_random_init_control_is_the_same_architecture_under_the_same_protocol(wo
     assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(rand), jax.tree.leaves(params)))
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(rand), jax.tree.leaves(params)))
     out = tmp_path / "ctl"
-    assert evaluate_main(["--workdir", str(w), "--label-fractions", "1.0", "--bootstrap", "20",
-                          "--control", "--out", str(out)]) == 0
+    argv = ["--workdir", str(w), "--label-fractions", "0.5,1.0", "--seeds", "1", "--bootstrap", "20",
+            "--control", "--out", str(out), "--results-json", str(out / "demo_probe.json")]
+    assert evaluate_main(argv) == 0
     control = json.loads((out / "control.json").read_text())
     d = control["pretrained_minus_random"]["1"]["auroc"]
     p = control["summary"]["pretrained"]["1"]["macro_auroc"]
     r = control["summary"]["random"]["1"]["macro_auroc"]
     assert d["diff"] == pytest.approx(p - r) and d["ci"][0] <= d["ci"][1]
     assert (out / "eval-random" / "results.json").is_file() and (out / "control.md").is_file()
+    # --results-json: the docs' demo-probe table (docs/results/demo_probe.json) is control.json's numbers
+    from lamae_jax import results_json
+
+    doc = results_json.load(out / "demo_probe.json")
+    assert doc["meta"]["command"] == "python -m lamae_jax.evaluate " + " ".join(argv)
+    (table,) = doc["tables"]
+    assert table["id"] == "demo-probe" and table["columns"] == [
+        "labels", "pretrained", "random init (same architecture)", "pretrained − random [95 % paired CI]"]
+    assert [row[0] for row in table["rows"]] == ["50 %", "100 %"]
+    for key, row in zip(("0.5", "1"), table["rows"]):
+        dk = control["pretrained_minus_random"][key]["auroc"]
+        assert row[1:3] == [control["summary"]["pretrained"][key]["macro_auroc"],
+                            control["summary"]["random"][key]["macro_auroc"]]
+        assert row[3].strip("*") == f"{dk['diff']:+.3f} [{dk['ci'][0]:+.3f}, {dk['ci'][1]:+.3f}]"
+        assert row[3].startswith("**") == (dk["ci"][0] > 0 or dk["ci"][1] < 0)
+    assert f"| 100 % | {p:.3f} | {r:.3f} |" in results_json.blocks([out / "demo_probe.json"])["demo-probe"]
 
 
 @pytest.mark.real_data
@@ -162,7 +179,7 @@ def test_transfer_benchmark_on_real_cpsc(workdir, tmp_path, ecg_real):
            "--real-data", str(ecg_real), "--config", "configs/base.py:smoke", "--config.model.num_samples=500",
            "--config.data.crop_samples=500", "--models", "random,real", "--datasets", "cpsc",
            "--pretrain-steps", "2", "--probe-seeds", "1", "--epochs", "1", "--bootstrap", "10",
-           "--low-fraction", "0.5"]
+           "--low-fraction", "0.5", "--results-json", str(tmp_path / "results" / "transfer.json")]
 
     def transfer():  # 1 device, as a user on one CPU host runs it
         r = subprocess.run(cmd, cwd=REPO_ROOT, env=train_env(tmp_path), capture_output=True, text=True,
@@ -188,6 +205,25 @@ def test_transfer_benchmark_on_real_cpsc(workdir, tmp_path, ecg_real):
     md = (out / "transfer.md").read_text()
     assert "| CPSC2018 9 classes | finetune | real |" in md and "Per-code test AUROC" in md
     assert (out / "transfer.png").stat().st_size > 1000
+    # --results-json: the docs' transfer table (same id and columns as docs/results/transfer.json)
+    # holds the very numbers of transfer.json, and renders
+    from lamae_jax import results_json
+
+    doc = results_json.load(tmp_path / "results" / "transfer.json")
+    assert doc["meta"]["command"] == "python -m lamae_jax.transfer " + " ".join(cmd[3:])
+    table = doc["tables"][0]
+    assert table["id"] == "transfer" and table["columns"] == [
+        "data", "method", "encoder", "50 % labels", "Δ vs random [paired CI]", "100 % labels",
+        "Δ vs random [paired CI]"]
+    for row in table["rows"]:
+        r = rows[("finetune" if row[1] == "fine-tune" else row[1], row[2])]
+        e = r["fractions"]["1"]
+        assert row[:3] == ["CPSC2018 9 classes", row[1], r["model"]]
+        assert row[5] == f"{e['macro_auroc']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]"
+        assert (row[6] is None) == (r["model"] == "random")
+        if row[6] is not None:
+            assert row[6].strip("*").startswith(f"{e['vs_random']['diff']:+.3f} [")
+    assert "| CPSC2018 9 classes | fine-tune | real |" in results_json.blocks([tmp_path / "results" / "transfer.json"])["transfer"]
     assert transfer().count("reusing") == 4  # everything finished: reused, same table
     assert (out / "transfer.md").read_text() == md
 

@@ -126,3 +126,40 @@ def _tiny_reconstructor(cross_lead: str, *, seed: int, **model_fields):
     lead_mask = np.ones((2, 12), bool)
     params = model.init({"params": jax.random.key(0), "mask": jax.random.key(1)}, x, lead_mask)["params"]
     return x, lead_mask, lr.model_reconstructor(model, params)
+
+
+def test_cli_results_json_is_the_docs_table_of_what_it_measured(tmp_path, capsys):
+    """--results-json: one row per (workdir, data), each cell the mean r / EV the run wrote to its
+    results.json; random init needs no checkpoint, so a config-only workdir is enough."""
+    import json
+
+    from lamae_jax import results_json
+    from tests.helpers.preprocessed import make_records, write_preprocessed
+    from tests.helpers.train import config as smoke_config
+
+    data = write_preprocessed(tmp_path / "data", make_records(40, num_samples=T, seed=2))
+    config = smoke_config("smoke", **{"model.num_samples": T, "data.crop_samples": T})
+    d = config.to_dict()
+    d["data"]["root"] = str(data)
+    w = tmp_path / "run"
+    w.mkdir()
+    (w / "config.json").write_text(json.dumps(d))
+    path = tmp_path / "lead_reconstruction.json"
+    argv = ["--workdir", str(w), "--init", "random", "--data", str(data), f"again={data}",
+            "--out", str(tmp_path / "out"), "--results-json", str(path)]
+    assert lr.main(argv) == 0
+    doc = results_json.load(path)
+    assert doc["meta"]["command"] == "python -m lamae_jax.studies.lead_reconstruction " + " ".join(argv)
+    (table,) = doc["tables"]
+    assert table["id"] == "lead-recon-budget" and table["columns"][2:] == [
+        "limb from I + II", "V1–V6 from limb", "limb from V1–V6", "each lead from the other 11"]
+    assert [row[:2] for row in table["rows"]] == [["random init (the floor)", "data"],
+                                                  ["random init (the floor)", "again"]]
+    for row, label in zip(table["rows"], ("data", "again")):
+        written = json.loads((tmp_path / "out" / f"{label}-random" / "run" / "results.json").read_text())
+        for cell, s in zip(row[2:], ("limb_from_I_II", "precordial_from_limb", "limb_from_precordial", "one_lead")):
+            m = written["scenarios"][s]["mean"]
+            assert cell == f"{m['r']:.3f} / {m['ev']:.2f}", s
+    assert table["rows"][0][2:] == table["rows"][1][2:]  # same data, same weights: same numbers
+    assert abs(float(table["rows"][0][2].split(" / ")[0])) < 0.2  # random weights: the floor
+    assert "| random init (the floor) | again |" in results_json.blocks([path])["lead-recon-budget"]

@@ -1,6 +1,6 @@
-"""Statistics table: a synthetic tree vs the real 12-lead 500 Hz recordings in ecg-samples.
+"""Statistics table: a synthetic tree vs real 12-lead 500 Hz recordings (WFDB, e.g. PTB-XL's records500).
 
-python -m lamae_jax.data.synthetic.compare --tree /tmp/s --real ../shared/ecg-samples
+python -m lamae_jax.data.synthetic.compare --tree /tmp/s --real DIR_OF_REAL_WFDB_RECORDS
 """
 
 from __future__ import annotations
