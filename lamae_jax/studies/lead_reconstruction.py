@@ -200,12 +200,29 @@ _COLUMNS = {"limb_from_I_II": "limb from I + II", "precordial_from_limb": "V1–
             "limb_from_precordial": "limb from V1–V6", ONE_LEAD: "each lead from the other 11"}
 
 
-def encoder_label(results: dict, whole_lead_mask_prob: float) -> str:
-    """'latent, 600 steps, `whole_lead_mask_prob` 0.3', or the random-init floor."""
+def encoder_label(results: dict, model_config) -> str:
+    """'latent, 600 steps, `whole_lead_mask_prob` 0.3' plus every other model field that differs
+    from `configs/base.py:demo` (e.g. ', `time_latents` 8'), so rows of several workdirs are
+    told apart; or the random-init floor."""
     meta = results["meta"]
     if meta["init"] == "random":
         return "random init (the floor)"
-    return f"{meta['cross_lead']}, {meta['step']:,} steps, `whole_lead_mask_prob` {whole_lead_mask_prob:g}"
+    from lamae_jax.config_file import load_config
+    from lamae_jax.results_json import REPO
+
+    model = dict(model_config)
+    label = (f"{meta['cross_lead']}, {meta['step']:,} steps, `whole_lead_mask_prob` "
+             f"{float(model.get('whole_lead_mask_prob', 0.0)):g}")
+    try:
+        demo = dict(load_config(f"{REPO / 'configs' / 'base.py'}:demo").model)
+    except FileNotFoundError:  # installed without the repository's configs/: the plain label
+        demo = model
+    for key in sorted(model):
+        if key in ("cross_lead", "whole_lead_mask_prob") or key not in demo or model[key] == demo[key]:
+            continue
+        value = model[key]
+        label += f", `{key}` {value:g}" if isinstance(value, float) else f", `{key}` {value}"
+    return label
 
 
 def results_table(rows: list[tuple[str, str, dict]]) -> dict:
@@ -275,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                 out = pathlib.Path(out) / f"{label}-{init}" / pathlib.Path(w).name
             r = evaluate_workdir(w, data=data, split=args.split, step=args.step, init=init,
                                  mask_ratio=args.mask_ratio, batch_size=args.batch_size, out_dir=out)
-            rows.append((encoder_label(r, float(config.model.whole_lead_mask_prob)), label, r))
-            printed[f"{r['meta']['cross_lead']} ({r['meta']['step']}), {label}"] = r
+            row_label = encoder_label(r, config.model)
+            rows.append((row_label, label, r))
+            printed[f"{row_label}, {label}"] = r
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
