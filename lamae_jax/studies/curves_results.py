@@ -55,6 +55,22 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def lever_notes(runs: list[dict]) -> str:
+    """'Levers: NAME: OVERRIDES; ...'; runs sharing a lever name with different overrides (the
+    plateau plan's '10k' after --set) are listed per run."""
+    levers: dict[str, dict[str, str]] = {}  # lever -> {run: overrides}
+    for r in runs:
+        o = ", ".join(f"{k}={v}" for k, v in sorted(r.get("overrides", {}).items()))
+        levers.setdefault(lever(r), {})[r["name"]] = o or "the config's defaults"
+    parts = []
+    for k, by_run in levers.items():  # one lever name, several settings (e.g. plateau's --set): per run
+        if len(set(by_run.values())) == 1:
+            parts.append(f"{k}: {next(iter(by_run.values()))}")
+        else:
+            parts.extend(f"{name}: {o}" for name, o in by_run.items())
+    return "Levers: " + "; ".join(parts) + "."
+
+
 def table(doc: dict) -> dict:
     """The docs-schema table of a curves.json document."""
     runs, plan = doc["runs"], doc["meta"].get("plan", "plan")
@@ -83,11 +99,7 @@ def table(doc: dict) -> dict:
              "finished runs.",
              "GFLOP/step: XLA's cost analysis of the lowered training step (forward, backward, AdamW "
              "at the global batch; lamae_jax.train.cost), machine-independent; validation excluded."]
-    levers = {}
-    for r in runs:
-        o = ", ".join(f"{k}={v}" for k, v in sorted(r.get("overrides", {}).items()))
-        levers.setdefault(lever(r), o or "the config's defaults")
-    notes.append("Levers: " + "; ".join(f"{k}: {v}" for k, v in levers.items()) + ".")
+    notes.append(lever_notes(runs))
     if any(not _comparable(r) for r in runs):
         notes.append("†: norm_pix_loss, the EV of per-patch normalised targets: not the same "
                      "quantity as the other runs' EV (never bold).")

@@ -96,3 +96,12 @@ def test_cli_writes_a_results_json_that_report_renders(tmp_path, capsys):
         curves.main(["--out", str(out)])  # neither a plan nor --results-json
     assert curves.main(["--out", str(tmp_path / "empty"), "--results-json", str(dest)]) == 2
     assert "curves.json does not exist" in capsys.readouterr().err
+
+
+def test_runs_sharing_a_lever_name_keep_their_own_overrides():
+    from lamae_jax.studies import curves_results
+
+    runs = [{"name": "joint-10k", "variant": "joint", "overrides": {"model.patch_norm": True}},
+            {"name": "none-10k", "variant": "none", "overrides": {}}]
+    notes = curves_results.lever_notes(runs)
+    assert "joint-10k: model.patch_norm=True" in notes and "none-10k: the config's defaults" in notes
