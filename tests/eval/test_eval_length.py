@@ -10,8 +10,7 @@ import pytest
 
 from lamae_jax.data import pipeline
 from lamae_jax.data.lengths import eval_samples
-from tests.helpers.preprocessed import make_records, write_preprocessed
-from tests.helpers.train import config as smoke_config
+from tests.helpers.train import config as smoke_config, config_only_workdir
 
 STORED, CROP = 500, 250
 
@@ -19,14 +18,7 @@ STORED, CROP = 500, 250
 @pytest.fixture()
 def workdir(tmp_path):
     """A workdir with only config.json (init=random needs no checkpoint) and its data."""
-    data = write_preprocessed(tmp_path / "data", make_records(60, num_samples=STORED, seed=1))
-    config = smoke_config("smoke", **{"model.num_samples": STORED, "data.crop_samples": CROP})
-    d = config.to_dict()
-    d["data"]["root"] = str(data)
-    w = tmp_path / "run"
-    w.mkdir()
-    (w / "config.json").write_text(json.dumps(d))
-    return w, data, config
+    return config_only_workdir(tmp_path, records=60, num_samples=STORED, crop_samples=CROP, seed=1)
 
 
 @pytest.fixture()

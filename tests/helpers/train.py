@@ -23,6 +23,23 @@ def config(variant: str = "smoke", **overrides):
                        [f"--config.{k}={v}" for k, v in overrides.items()])
 
 
+def config_only_workdir(root, *, records: int, num_samples: int, crop_samples: int, seed: int):
+    """root/run holding only config.json (the smoke config at these lengths, data.root = root/data:
+    `records` preprocessed synthetic records) -> (workdir, data_dir, config). Enough for everything
+    that runs at random init, which needs no checkpoint."""
+    from tests.helpers.preprocessed import make_records, write_preprocessed
+
+    root = pathlib.Path(root)
+    data = write_preprocessed(root / "data", make_records(records, num_samples=num_samples, seed=seed))
+    cfg = config("smoke", **{"model.num_samples": num_samples, "data.crop_samples": crop_samples})
+    d = cfg.to_dict()
+    d["data"]["root"] = str(data)
+    w = root / "run"
+    w.mkdir()
+    (w / "config.json").write_text(json.dumps(d))
+    return w, data, cfg
+
+
 def shared_cache(tmp_path_factory) -> str:
     """One synthetic cache for every training test module of this session (file-locked)."""
     return str(tmp_path_factory.getbasetemp() / "lamae_synthetic_cache")

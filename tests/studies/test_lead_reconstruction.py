@@ -134,16 +134,9 @@ def test_cli_results_json_is_the_docs_table_of_what_it_measured(tmp_path, capsys
     import json
 
     from lamae_jax import results_json
-    from tests.helpers.preprocessed import make_records, write_preprocessed
-    from tests.helpers.train import config as smoke_config
+    from tests.helpers.train import config_only_workdir
 
-    data = write_preprocessed(tmp_path / "data", make_records(40, num_samples=T, seed=2))
-    config = smoke_config("smoke", **{"model.num_samples": T, "data.crop_samples": T})
-    d = config.to_dict()
-    d["data"]["root"] = str(data)
-    w = tmp_path / "run"
-    w.mkdir()
-    (w / "config.json").write_text(json.dumps(d))
+    w, data, _ = config_only_workdir(tmp_path, records=40, num_samples=T, crop_samples=T, seed=2)
     path = tmp_path / "lead_reconstruction.json"
     argv = ["--workdir", str(w), "--init", "random", "--data", str(data), f"again={data}",
             "--out", str(tmp_path / "out"), "--results-json", str(path)]
