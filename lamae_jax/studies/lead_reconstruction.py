@@ -13,6 +13,8 @@ is tested on an exact reconstructor (r = 1) and a constant one (the floor) apart
 
 from __future__ import annotations
 
+import functools
+
 from typing import Callable, Iterable
 
 import numpy as np
@@ -200,6 +202,18 @@ _COLUMNS = {"limb_from_I_II": "limb from I + II", "precordial_from_limb": "V1–
             "limb_from_precordial": "limb from V1–V6", ONE_LEAD: "each lead from the other 11"}
 
 
+@functools.lru_cache(maxsize=1)
+def _demo_model() -> dict | None:
+    """configs/base.py:demo's model fields (read once per process), or None without configs/."""
+    from lamae_jax.config_file import load_config
+    from lamae_jax.results_json import REPO
+
+    try:
+        return dict(load_config(f"{REPO / 'configs' / 'base.py'}:demo").model)
+    except FileNotFoundError:
+        return None
+
+
 def encoder_label(results: dict, model_config) -> str:
     """'latent, 600 steps, `whole_lead_mask_prob` 0.3' plus every other model field that differs
     from `configs/base.py:demo` (e.g. ', `time_latents` 8'), so rows of several workdirs are
@@ -207,16 +221,10 @@ def encoder_label(results: dict, model_config) -> str:
     meta = results["meta"]
     if meta["init"] == "random":
         return "random init (the floor)"
-    from lamae_jax.config_file import load_config
-    from lamae_jax.results_json import REPO
-
     model = dict(model_config)
     label = (f"{meta['cross_lead']}, {meta['step']:,} steps, `whole_lead_mask_prob` "
              f"{float(model.get('whole_lead_mask_prob', 0.0)):g}")
-    try:
-        demo = dict(load_config(f"{REPO / 'configs' / 'base.py'}:demo").model)
-    except FileNotFoundError:  # installed without the repository's configs/: the plain label
-        demo = model
+    demo = _demo_model() or model  # installed without the repository's configs/: the plain label
     for key in sorted(model):
         if key in ("cross_lead", "whole_lead_mask_prob") or key not in demo or model[key] == demo[key]:
             continue
