@@ -40,6 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.latent_depth = 0  # latent self-attention blocks; 0 = size default (2)
     c.model.latent_width = 0  # latent module width; 0 = encoder width (e.g. 256 = base's decoder width: cheaper)
     c.model.latent_heads = 0  # 0 = encoder_heads at the encoder width, decoder_heads otherwise
+    # a learnt gain per lead (init 1, either sign) on the latent attention's values, so signed lead
+    # combinations (III = II - I, aVR = -(I + II) / 2) are one multiply away
+    c.model.latent_lead_gain = False
     # the decoder's within-lead self-attention; False (latent only): masked patches read only the
     # latents, so the decoder cannot bypass the cross-lead path
     c.model.decoder_self_attention = True
@@ -66,6 +69,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.remat = False
     c.model.attention_impl = ""  # "" = JAX chooses | xla | cudnn (jax.nn.dot_product_attention)
     c.model.norm_pix_loss = False
+    # weight each lead's masked-patch error by 1 / (its variance in the record + 5 % of the
+    # record's mean lead variance): small leads (III, aVL) count as much as large ones
+    c.model.lead_balanced_loss = False
     c.model.contrastive_weight = 1.0  # cross_lead=align only (losses.pretraining_loss)
     c.model.contrastive_temperature = 0.1
 

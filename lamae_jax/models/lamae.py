@@ -34,6 +34,9 @@ class LAMAE(nn.Module):
             self.latent = LatentAttention(k, d.latent_depth, d.latent_heads,
                                           d.mlp_ratio, d.dropout, dtype, d.remat, d.attention_impl,
                                           width=d.latent_width)
+            if d.latent_lead_gain:
+                self.latent_lead_gain = self.param("latent_lead_gain", nn.initializers.ones,
+                                                   (d.num_leads, d.latent_width))
         if d.cross_lead == "align":
             xavier = nn.initializers.xavier_uniform()
             self.projection = nn.Sequential([nn.Dense(d.encoder_width, kernel_init=xavier), nn.gelu,
@@ -123,13 +126,19 @@ class LAMAE(nn.Module):
             h = self.encoder(tokens.reshape(b * l, n, w), keys, deterministic=deterministic)
         return h.reshape(b, l, n, w)
 
-    def _latents(self, h, visible, deterministic, ids_restore=None):
+    def _latents(self, h, visible, deterministic, ids_restore=None, lead_ids=None):
         """h [B, L, n, D] encoder tokens (n = N, or the visible ones with ids_restore [B, L, N]),
         visible [B, L, N] (positions with a readable token) -> latents ([B, N, K, D] for
         latent_scope=time, [B, K, D] for global) and each lead's share of what the latents read
-        [B, L] (time: averaged over the positions with a readable token)."""
+        [B, L] (time: averaged over the positions with a readable token). lead_ids [B, L]
+        (default: the standard order) pick each lead's value gain under latent_lead_gain."""
         b, l, _, w = h.shape
         n = visible.shape[2]
+        gain = None
+        if self.dims.latent_lead_gain:
+            if lead_ids is None:
+                lead_ids = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
+            gain = self.latent_lead_gain[lead_ids]  # [B, L, W]
 
         def full(x):  # [B, L, n, F] -> [B, L, N, F], zeros where nothing was encoded
             if ids_restore is None:
@@ -138,8 +147,10 @@ class LAMAE(nn.Module):
                                            jnp.zeros((x.shape[-1],), x.dtype))
 
         if self.dims.latent_scope == "global":
+            if gain is not None:  # [B, L*n, W]: every token of a lead shares its gain
+                gain = jnp.repeat(gain, n, axis=1)
             lat, weights = self.latent(full(h).reshape(b, l * n, w), visible.reshape(b, l * n),
-                                       deterministic=deterministic)
+                                       deterministic=deterministic, value_gain=gain)
             return lat, weights.reshape(b, l, n).sum(-1)
 
         # time: at every patch position, the latents read that position's tokens of every lead
@@ -148,7 +159,8 @@ class LAMAE(nn.Module):
             return x.transpose(0, 2, 1, 3).reshape(b * n, l, x.shape[-1])
 
         lat, weights = self.latent(h, visible.transpose(0, 2, 1).reshape(b * n, l),
-                                   deterministic=deterministic, regroup=regroup)
+                                   deterministic=deterministic, regroup=regroup,
+                                   value_gain=None if gain is None else gain[:, :, None, :])
         weights = weights.reshape(b, n, l)
         seen = jnp.any(visible, axis=1).astype(jnp.float32)  # [B, N]
         share = (weights * seen[..., None]).sum(1) / jnp.maximum(seen.sum(1), 1.0)[:, None]
@@ -162,7 +174,8 @@ class LAMAE(nn.Module):
         reconstruction: rebuild them from the others). valid_length [B] (optional): samples of
         real signal in each row; patches past it are neither targets nor keys. Returns recon
         [B, L, N, P] float32 in the
-        model's scaled units and aux: target (scaled patches), loss_mask, patch_mask,
+        model's scaled units and aux: target (scaled patches), loss_mask, target_valid (present
+        leads' real patches), patch_mask,
         whole_lead_mask, latent_attention ([B, L] or None), input_offset / input_scale [B, L, 1]
         (mV = scaled * input_scale + input_offset); `align` adds lead_projection [B, L, E] and
         projection_mask [B, L] (leads with visible tokens).
@@ -193,12 +206,14 @@ class LAMAE(nn.Module):
                 visible = jnp.repeat(visible_valid[..., None], h.shape[2], axis=2)
                 if token_valid is not None:
                     visible = visible & token_valid
-                latents, lead_attention = self._latents(h, visible, not train)
+                latents, lead_attention = self._latents(h, visible, not train, lead_ids=lead_ids)
             else:
-                latents, lead_attention = self._latents(h, visible, not train, m.ids_restore)
+                latents, lead_attention = self._latents(h, visible, not train, m.ids_restore,
+                                                        lead_ids)
         recon = self.decoder(h, m.ids_restore, m.patch_mask, lead_ids, lead_mask, latents,
                              deterministic=not train, patch_valid=patch_valid)
-        aux = dict(target=patches, loss_mask=m.patch_mask & lead_mask[..., None] & valid_patches,
+        target_valid = lead_mask[..., None] & valid_patches
+        aux = dict(target=patches, loss_mask=m.patch_mask & target_valid, target_valid=target_valid,
                    patch_mask=m.patch_mask, whole_lead_mask=m.whole_lead,
                    latent_attention=lead_attention, input_offset=offset, input_scale=scale)
         if d.cross_lead == "align":
@@ -234,7 +249,7 @@ class LAMAE(nn.Module):
             visible = jnp.repeat(lead_mask[..., None], h.shape[2], axis=2)
             if token_valid is not None:
                 visible = visible & token_valid
-            latents, lead_attention = self._latents(h, visible, True)
+            latents, lead_attention = self._latents(h, visible, True, lead_ids=lead_ids)
             emb = latents.reshape(latents.shape[0], -1, latents.shape[-1]).mean(axis=1)
         else:  # mean over present leads (= over present tokens: every lead has N tokens)
             emb = lead_emb.sum(axis=1) / jnp.maximum(present.sum(axis=1), 1.0)

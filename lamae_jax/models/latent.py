@@ -33,7 +33,7 @@ class LatentAttention(nn.Module):
 
     @nn.compact
     def __call__(self, tokens: jnp.ndarray, token_mask: jnp.ndarray, *, deterministic: bool = True,
-                 regroup=None):
+                 regroup=None, value_gain=None):
         """tokens [B, S, D], token_mask [B, S] -> (latents [B, K, W] f32, weights [B, S] f32),
         W = `width` (default D).
 
@@ -41,6 +41,8 @@ class LatentAttention(nn.Module):
         `regroup(x)` (optional) maps per-token arrays [..., F] to the sets the latents read,
         [B', S', F]: keys and values are projected before it, so tokens that regrouping only
         pads (masked positions) cost nothing. token_mask must then already be [B', S'].
+        `value_gain` (optional) [..., W], broadcastable to the tokens' shape at width W: multiplies
+        each token's value (before regrouping), e.g. one learnt gain per lead.
         """
         width = self.width or tokens.shape[-1]
         head_dim = width // self.num_heads
@@ -55,6 +57,8 @@ class LatentAttention(nn.Module):
         q = proj("query", nn.LayerNorm(dtype=self.dtype, name="ln_latents")(lat))
         kv = nn.LayerNorm(dtype=self.dtype, name="ln_tokens")(tokens)
         k, v = proj("key", kv), proj("value", kv)
+        if value_gain is not None:
+            v = v * value_gain.reshape(value_gain.shape[:-1] + (self.num_heads, head_dim)).astype(v.dtype)
         if regroup is not None:
             k, v = (regroup(a.reshape(a.shape[:-2] + (-1,))).reshape(
                 (b, -1, self.num_heads, head_dim)) for a in (k, v))

@@ -58,6 +58,11 @@ class ModelDims:
     # encoder-width latents at `base` (768 -> 256); the key/value projections map tokens down.
     latent_width: int = 0
     latent_heads: int = 0
+    # A learnt gain per lead on the latent attention's values (init 1): the latents' read-out is a
+    # convex (softmax) mix of one shared value projection, so a signed combination of leads such as
+    # III = II - I has to be built inside the encoder; per-lead gains of either sign make it one
+    # multiply. False: one value projection for every lead (the params of older runs).
+    latent_lead_gain: bool = False
     # The decoder's within-lead self-attention. False (`latent` only): a masked patch sees only
     # the latents, so the cross-lead path is the sole route to its context.
     decoder_self_attention: bool = True
@@ -130,10 +135,14 @@ def resolve(model_config: Any) -> ModelDims:
         decoder_self_attention=bool(get("decoder_self_attention", True)),
         joint_decoder=joint_decoder,
         patch_norm=bool(get("patch_norm", False)),
+        latent_lead_gain=bool(get("latent_lead_gain", False)),
         input_norm=input_norm,
         input_scale=float(get("input_scale", 5.0)),
         **dims,
     )
+    if out.latent_lead_gain and out.cross_lead != "latent":
+        raise ValueError(f"model.latent_lead_gain=True needs cross_lead='latent' (it scales the "
+                         f"latent attention's values); {out.cross_lead!r} has no latents")
     if not out.decoder_self_attention and out.cross_lead != "latent":
         raise ValueError(f"model.decoder_self_attention=False needs cross_lead='latent' (the latents "
                          f"are then the decoder's only context); {out.cross_lead!r} would have none")

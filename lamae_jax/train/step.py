@@ -25,12 +25,13 @@ def objective_settings(model_config: Any) -> dict:
     """The objective's settings from `c.model` (ConfigDict or mapping; missing fields: defaults)."""
     get = model_config.get
     return {"norm_pix": bool(get("norm_pix_loss", False)),
+            "lead_balanced": bool(get("lead_balanced_loss", False)),
             "contrastive_weight": float(get("contrastive_weight", 1.0)),
             "temperature": float(get("contrastive_temperature", 0.1))}
 
 
 def pretraining_loss_fn(model, *, norm_pix: bool = False, contrastive_weight: float = 1.0,
-                        temperature: float = 0.1) -> Callable:
+                        temperature: float = 0.1, lead_balanced: bool = False) -> Callable:
     """loss(params, batch, rngs) -> (loss, (recon, aux)) for a masked pretraining pass.
 
     batch: 'signal' [B, L, T] in mV (already decoded and augmented), 'lead_mask' [B, L]; optional
@@ -43,7 +44,8 @@ def pretraining_loss_fn(model, *, norm_pix: bool = False, contrastive_weight: fl
                                  train=True, rngs=rngs, **extra)
         value = losses.pretraining_loss(recon, aux, norm_pix=norm_pix,
                                         contrastive_weight=contrastive_weight,
-                                        temperature=temperature)
+                                        temperature=temperature,
+                                        lead_balanced=lead_balanced)
         return value, (recon, aux)
 
     return loss

@@ -49,8 +49,10 @@ def test_set_selects_variants_and_runs_and_only_rejects_unknown_names(tmp_path, 
     plan = curve_plans.apply_sets(curve_plans.plateau(), ["joint:model.decoder_depth=4",
                                                           "none-10k:model.patch_norm=true"])
     o = {r.name: r.overrides for r in plan.runs}
-    assert o["joint-10k"] == {"model.decoder_depth": 4} and o["none-10k"] == {"model.patch_norm": True}
-    assert o["latent-10k"] == {} and all(r.steps == 10_000 for r in plan.runs)
+    e = {"eval_every": curve_plans.PLATEAU_EVAL_EVERY}
+    assert o["joint-10k"] == {**e, "model.patch_norm": True, "model.decoder_depth": 4}
+    assert o["none-10k"] == {**e, "model.patch_norm": True}
+    assert o["latent-10k"] == e and all(r.steps == 10_000 for r in plan.runs)
     with pytest.raises(ValueError, match="matches no run"):
         curve_plans.apply_sets(plan, ["ecg:model.decoder_depth=4"])
     with pytest.raises(ValueError, match="SELECTOR:KEY=VALUE"):
