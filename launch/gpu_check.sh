@@ -15,7 +15,8 @@
 # (OUT/summary.txt lists them). Dry run (rehearses every step on a 2-core CPU in <= 10 min): `smoke`
 # (tiny) for 5 steps with "" vs xla (cuDNN does not exist on CPU), tests/models/test_attention_mask.py
 # only, bench --quick --max-size small (its base runs, the paired latent-vs-none step among them, at
-# small; fast: --max-size tiny, 3 train steps). The GPU run keeps base bf16, cuDNN and the batch search.
+# small; no simulated 8-device run, which the GPU check has not either; fast: --max-size tiny, 3 train
+# steps). The GPU run keeps base bf16, cuDNN and the batch search.
 set -uo pipefail
 OUT="runs/gpu_check"
 DRY=0
@@ -23,7 +24,7 @@ for arg in "$@"; do
   case "$arg" in
     --cpu-dry-run) DRY=1 ;;
     --cpu-dry-run=fast) DRY=2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) OUT="$arg" ;;
   esac
 done

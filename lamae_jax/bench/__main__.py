@@ -27,6 +27,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="PATH[:variant] whose model and optimiser the train section times (relative to the cwd)")
     p.add_argument("--quick", action="store_true", help="small data and batches (293-306 s on 2 CPU cores, 2026-11-29; the test limit is 15 min)")
     p.add_argument("--json", metavar="OUT", help="also write every figure and raw result to this JSON file")
+    p.add_argument("--results-json", metavar="PATH", default=None,
+                   help="also write the docs' tables (ID-summary: figures with a target; ID-full: "
+                        "every figure) as a results JSON with commit, date, machine and command, "
+                        "for python -m lamae_jax.report")
+    p.add_argument("--results-id", metavar="ID", default="bench",
+                   help="table-id prefix for --results-json (docs/benchmarks.md shows bench-*)")
     p.add_argument("--sections", default=None,
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; with "
                         f"--flops-to-quality: none)")
@@ -122,6 +128,13 @@ def main(argv=None) -> int:
     if args.json:
         report.write_json(args.json, figures, meta, raw)
         print(f"wrote {args.json}")
+    if args.results_json:
+        from lamae_jax import results_json
+
+        path = results_json.write_results(
+            args.results_json, report.results_tables(figures, args.results_id),
+            wall_s=round(meta["wall_s"], 1))
+        print(f"wrote {path}")
     return 0
 
 

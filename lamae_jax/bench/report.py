@@ -119,6 +119,23 @@ def markdown_table(figures: Iterable[Figure]) -> str:
     return "\n".join(out + ([""] + [n + "  " for n in notes] if notes else []))
 
 
+def results_tables(figures: Iterable[Figure], prefix: str = "bench") -> list[dict]:
+    """The docs' tables of a run (lamae_jax.results_json schema): `{prefix}-summary`, the figures
+    that have a target, and `{prefix}-full`, every figure with its numbered notes, cell for cell
+    what the printed table shows."""
+    figures = list(figures)
+    rows, notes = _numbered(figures)
+    targeted = [[r[5], f"{r[0]}: {r[1]}", r[2], r[3], r[4], f"**{r[6]}**"]
+                for f, r in zip(figures, rows) if f.target]
+    return [
+        {"id": f"{prefix}-summary", "title": "Benchmark figures against their targets",
+         "columns": ["target", "figure", "value", "baseline (same run)", "ratio", "result"],
+         "rows": targeted},
+        {"id": f"{prefix}-full", "title": "Every benchmark figure", "columns": list(HEADER),
+         "rows": rows, "notes": notes},
+    ]
+
+
 def machine_info() -> dict:
     """Enough to tell two machines apart: CPU model, core count, accelerator, versions, date."""
     info = {

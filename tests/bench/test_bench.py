@@ -147,6 +147,25 @@ def test_table_and_json(tmp_path):
     assert doc["meta"]["cpu_count"] >= 1
 
 
+def test_results_json_holds_the_printed_tables_and_renders(tmp_path):
+    from lamae_jax import results_json
+
+    figs = [report.Figure("train", "a", 2.0, "s", "b", 1.0, target="<= 1.15x",
+                          passed=report.at_most(2.0, 1.15), note="paired"),
+            report.Figure("peak", "p", 3.5e11, "FLOP/s")]
+    path = results_json.write_results(tmp_path / "bench.json", report.results_tables(figs, "bench-x"),
+                                      command="python -m lamae_jax.bench --quick")
+    doc = results_json.load(path)
+    summary, full = doc["tables"]
+    assert [summary["id"], full["id"]] == ["bench-x-summary", "bench-x-full"]
+    assert summary["rows"] == [["<= 1.15x", "train: a [1]", "2 s", "b = 1 s", "2x", "**MISS**"]]
+    assert [r[1] for r in full["rows"]] == ["a [1]", "p"] and full["notes"] == ["[1] train / a: paired"]
+    md = results_json.render_block(full, doc["meta"], "docs/results/bench.json")
+    assert "| train | a [1] | 2 s | b = 1 s | 2x | <= 1.15x | MISS |" in md
+    assert "python -m lamae_jax.bench --quick" in md
+    assert parse_args(["--results-json", "x.json"]).results_id == "bench"
+
+
 def test_cli_rejects_unknown_section():
     assert parse_args(["--sections", "train,loader"]).sections == ["train", "loader"]
     with pytest.raises(SystemExit):
@@ -174,6 +193,11 @@ def test_gpu_plan_compares_none_at_the_batch_found(monkeypatch):
     assert {(p["size"], p.get("cross_lead", "latent"), p.get("devices")) for p in cpu} >= {
         ("base", "none", None), ("small", "latent", 8)}
     assert all(p.get("paired_with") == "latent" for p in cpu if p.get("cross_lead") == "none")
+    # the GPU check's CPU rehearsal: nothing above max_size, the paired step kept, no 8 devices
+    rehearsal = bench_train.plan(quick=True, gpu=False, max_size="tiny")
+    assert {(p["size"], p.get("cross_lead", "latent")) for p in rehearsal} == {
+        ("tiny", "latent"), ("tiny", "none")}
+    assert not any(p.get("devices") for p in rehearsal)
 
 
 def test_make_figures_uses_the_higher_peak_and_survives_a_failed_section():

@@ -19,7 +19,10 @@ from tests.conftest import REPO_ROOT
 
 @pytest.mark.slow
 def test_gpu_check_cpu_dry_run_fast(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "LAMAE_", "XLA_"))}
+    # a clean JAX environment, except the run's persistent XLA cache (tests/conftest.py)
+    keep = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+    env = {k: v for k, v in os.environ.items()
+           if k in keep or not k.startswith(("JAX_", "LAMAE_", "XLA_"))}
     # the venv of the interpreter running the tests (gpu_check.sh sources VENV/bin/activate)
     venv = os.path.dirname(os.path.dirname(sys.executable))
     env.update(LIMIT_SCALE="3", BUDGET="1500", VENV=venv)

@@ -21,8 +21,9 @@ def _with_gain(params, gain):
 
 @pytest.mark.parametrize("scope", ["time", "global"])
 def test_latent_lead_gain_starts_as_todays_model(scope):
-    plain, gained = jitted("latent", dropout=0.0, latent_scope=scope), jitted(
-        "latent", dropout=0.0, latent_scope=scope, latent_lead_gain=True)
+    # the other model tests' compiled functions (default dropout; same rngs, same dropout draws)
+    plain = jitted("latent") if scope == "time" else jitted("latent", latent_scope=scope)
+    gained = jitted("latent", latent_scope=scope, latent_lead_gain=True)
     v = plain.variables()
     vg = gained.variables()
     w = resolve(model_config("latent", latent_scope=scope)).latent_width
@@ -47,7 +48,7 @@ def test_latent_lead_gain_starts_as_todays_model(scope):
 def test_latent_lead_gain_follows_the_lead_not_its_row():
     """Distinct gains per lead: permuting the leads with their lead_ids leaves the embedding
     unchanged (the gain is picked by lead identity); permuting the rows alone does not."""
-    m = jitted("latent", dropout=0.0, latent_lead_gain=True)
+    m = jitted("latent", latent_scope="time", latent_lead_gain=True)
     v = m.variables()
     w = v["params"]["latent_lead_gain"].shape[1]
     gain = jax.random.normal(jax.random.key(5), (12, w))
