@@ -32,6 +32,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.whole_lead_mask_prob = 0.0
     # per example: keep one lead group visible (I+II | limb | V1-V6), mask the others whole
     c.model.lead_group_mask_prob = 0.0
+    # per example: mask the same patch positions in every lead, so the leads not masked whole are
+    # visible together at each visible instant (what rebuilding a lead from III = II - I needs)
+    c.model.aligned_mask_prob = 0.0
     # latent attention (cross_lead=latent): "time" = `time_latents` latents at every patch position
     # read that position's tokens of all leads; "global" = `num_latents` latents read every token.
     c.model.latent_scope = "time"

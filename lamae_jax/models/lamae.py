@@ -187,7 +187,7 @@ class LAMAE(nn.Module):
         # the mask first (it does not read the signal), then scaling from the visible leads only
         m = sample_masking(self.make_rng("mask"), lead_mask, n, d.num_masked(n),
                            d.whole_lead_mask_prob, held_out, patch_valid,
-                           d.lead_group_mask_prob, lead_ids)
+                           d.lead_group_mask_prob, lead_ids, d.aligned_mask_prob)
         scaled, offset, scale = self._normalise(signal, lead_mask, lead_mask & ~m.whole_lead,
                                                 sample_valid)
         patches = patchify(scaled, d.patch_size)

@@ -28,7 +28,7 @@ LEAD_GROUPS = ((0, 1), (0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11))
 def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num_masked: int,
                    whole_lead_prob: float = 0.0, held_out: jnp.ndarray | None = None,
                    patch_valid: jnp.ndarray | None = None, lead_group_prob: float = 0.0,
-                   lead_ids: jnp.ndarray | None = None) -> Masking:
+                   lead_ids: jnp.ndarray | None = None, aligned_prob: float = 0.0) -> Masking:
     """Mask exactly `num_masked` of `num_patches` patches in every lead, independently per lead.
 
     With `whole_lead_prob` > 0 each present lead is also masked entirely with that probability,
@@ -45,6 +45,11 @@ def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num
     about (independent whole-lead masks at 0.3 hide ~4 of 12 leads, never 10). An example with no
     present lead in the drawn group keeps its independent masks. The group draw uses its own key
     (fold_in), so lead_group_prob = 0 gives bit-identical masks to before.
+    `aligned_prob` > 0: with that probability an example masks the same positions in every lead
+    (one draw shared by its leads), so at each visible position every lead not masked whole is
+    visible together: the only inputs from which a whole-masked lead can be rebuilt exactly by the
+    leads' linear relations (III = II - I needs I and II at the same instant; independent masks at
+    75 % show both at a position 1 time in 16). Its own key too: 0 = bit-identical masks.
     """
     b, l = lead_mask.shape
     n_keep = num_patches - num_masked
@@ -52,6 +57,11 @@ def sample_masking(rng: jax.Array, lead_mask: jnp.ndarray, num_patches: int, num
         raise ValueError(f"masking {num_masked} of {num_patches} patches leaves {n_keep} visible")
     k_patch, k_lead = jax.random.split(rng)
     noise = jax.random.uniform(k_patch, (b, l, num_patches))
+    if aligned_prob > 0:
+        k_use, k_noise = jax.random.split(jax.random.fold_in(rng, 11))
+        aligned = jax.random.uniform(k_use, (b,)) < aligned_prob
+        shared = jax.random.uniform(k_noise, (b, 1, num_patches))
+        noise = jnp.where(aligned[:, None, None], jnp.broadcast_to(shared, noise.shape), noise)
     if patch_valid is not None:  # uniform noise is < 1: padded patches sort after every real one
         noise = noise + jnp.where(patch_valid, 0.0, 2.0)[:, None, :]
     ids_shuffle = jnp.argsort(noise, axis=-1).astype(jnp.int32)

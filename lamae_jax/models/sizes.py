@@ -40,6 +40,7 @@ class ModelDims:
     mask_ratio: float = 0.75
     whole_lead_mask_prob: float = 0.0
     lead_group_mask_prob: float = 0.0  # masking.LEAD_GROUPS: keep one group visible, the rest whole
+    aligned_mask_prob: float = 0.0  # per example: the same patch positions masked in every lead
     encoder_width: int = 32
     encoder_depth: int = 2
     encoder_heads: int = 2
@@ -126,6 +127,7 @@ def resolve(model_config: Any) -> ModelDims:
         mask_ratio=float(get("mask_ratio", 0.75)),
         whole_lead_mask_prob=float(get("whole_lead_mask_prob", 0.0)),
         lead_group_mask_prob=float(get("lead_group_mask_prob", 0.0)),
+        aligned_mask_prob=float(get("aligned_mask_prob", 0.0)),
         mlp_ratio=float(get("mlp_ratio", 4.0)),
         dropout=float(get("dropout", 0.0)),
         dtype=str(get("dtype", "float32")),
@@ -158,6 +160,8 @@ def resolve(model_config: Any) -> ModelDims:
         raise ValueError(f"model.mask_ratio={out.mask_ratio} must lie in [0, 1)")
     if not 0.0 <= out.whole_lead_mask_prob < 1.0:
         raise ValueError(f"model.whole_lead_mask_prob={out.whole_lead_mask_prob} must lie in [0, 1)")
+    if not 0.0 <= out.aligned_mask_prob <= 1.0:
+        raise ValueError(f"model.aligned_mask_prob={out.aligned_mask_prob} must lie in [0, 1]")
     if not 0.0 <= out.lead_group_mask_prob <= 1.0:
         raise ValueError(f"model.lead_group_mask_prob={out.lead_group_mask_prob} must lie in [0, 1]")
     if not out.input_scale > 0:

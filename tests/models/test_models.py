@@ -195,3 +195,27 @@ def test_lead_group_masking_keeps_exactly_one_group_visible():
     vis_c = np.asarray(lm & ~c.whole_lead)
     grouped = sum(frozenset(int(i) for i in np.asarray(perm)[vis_c[r]]) in groups for r in range(64))
     assert 16 <= grouped <= 48
+
+
+def test_aligned_masking_masks_the_same_positions_in_every_lead_of_an_example():
+    lm = jnp.ones((64, 12), bool).at[3, 7].set(False)
+    valid = jnp.ones((64, 50), bool).at[9, 40:].set(False)  # a short record: 10 padded patches
+    m = sample_masking(jax.random.key(4), lm, 50, 37, 0.3, patch_valid=valid, aligned_prob=1.0)
+    pm, whole = np.asarray(m.patch_mask), np.asarray(m.whole_lead)
+    for row in range(64):
+        partial = np.flatnonzero(~whole[row])
+        assert len(partial) >= 1
+        np.testing.assert_array_equal(pm[row, partial], np.broadcast_to(pm[row, partial[0]],
+                                                                       (len(partial), 50)))
+        assert (pm[row, partial].sum(-1) == 37).all()  # the exact count per lead is kept
+    assert pm[9, ~whole[9]][:, 40:].all()  # padding is still masked first
+    assert len({pm[r, np.flatnonzero(~whole[r])[0]].tobytes() for r in range(64)}) > 60  # per example
+    # probability 0: bit-identical to today's independent masks; 0.5: about half the examples
+    a = sample_masking(jax.random.key(4), lm, 50, 37, 0.3)
+    b = sample_masking(jax.random.key(4), lm, 50, 37, 0.3, aligned_prob=0.0)
+    np.testing.assert_array_equal(np.asarray(a.patch_mask), np.asarray(b.patch_mask))
+    c = np.asarray(sample_masking(jax.random.key(4), lm, 50, 37, 0.0, aligned_prob=0.5).patch_mask)
+    same = sum((c[r] == c[r, 0]).all() for r in range(64) if r != 3)
+    assert 16 <= same <= 48
+    with pytest.raises(ValueError, match="model.aligned_mask_prob=1.5"):
+        resolve(model_config("latent", aligned_mask_prob=1.5))
