@@ -83,7 +83,9 @@ def make_meta(command: Sequence[str] | str | None = None, **extra) -> dict:
 
 def _main_module() -> str:
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return spec.name if spec is not None else os.path.basename(sys.argv[0] or "python")
+    if spec is None:
+        return os.path.basename(sys.argv[0] or "python")
+    return spec.name.removesuffix(".__main__")  # `python -m pkg` runs pkg.__main__
 
 
 def write_results(path: str | os.PathLike, tables: list[dict], *, command=None,

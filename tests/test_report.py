@@ -157,3 +157,17 @@ def test_compare_results_json_is_the_docs_schema(tmp_path):
     assert [t["id"] for t in doc["tables"]] == ["comparison-x-auroc", "comparison-x-paired"]
     assert doc["curves"][0]["id"] == "comparison-x"
     assert "comparison-x-auroc" in results_json.blocks([tmp_path / "r" / "cmp.json"])
+
+
+def test_meta_names_a_package_run_by_its_package(monkeypatch):
+    """`python -m lamae_jax.bench` runs lamae_jax.bench.__main__; the recorded command (which the
+    docs show, and whose --help is tested) is the one a user types."""
+    import sys
+    import types
+
+    from lamae_jax import results_json
+
+    main = types.SimpleNamespace(__spec__=types.SimpleNamespace(name="lamae_jax.bench.__main__"))
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "argv", ["bench", "--quick"])
+    assert results_json.make_meta()["command"] == "python -m lamae_jax.bench --quick"
